@@ -1,0 +1,1 @@
+"""Data: datalists from folders or the synthetic default, and the shared transforms."""

@@ -1,0 +1,1 @@
+"""Inference helpers shared by validation, batch inference and the MONAI Label app."""

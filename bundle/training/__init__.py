@@ -1,0 +1,1 @@
+"""Training helpers the configs reference: progress logging and per-class metrics."""
