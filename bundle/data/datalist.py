@@ -21,6 +21,7 @@ import numpy as np
 from monai.data import partition_dataset
 
 from bundle.data.synthetic import write_synthetic_dataset
+from bundle.errors import InputError
 
 __all__ = [
     "DatasetError",
@@ -40,7 +41,7 @@ _LABEL_SUFFIXES = ("_label", "_seg", "_mask")
 _PAIRED_FOLDERS = (("imagesTr", "labelsTr"), ("images", "labels"))
 
 
-class DatasetError(ValueError):
+class DatasetError(InputError):
     """The dataset cannot be used as given; the message names the file(s) and the problem."""
 
 
