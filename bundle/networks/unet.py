@@ -7,7 +7,8 @@ rate-coded IF neurons that replace its ReLUs:
   own IF layer with its own calibrated threshold);
 * ``Conv -> BatchNorm -> ReLU`` so BatchNorm folds into the convolution before conversion;
 * strided convolutions to go down (max-pooling spike trains is not rate-preserving) and
-  transposed convolutions to go up (``F.interpolate`` is not traceable);
+  transposed convolutions + ReLU to go up (``F.interpolate`` is not traceable, and the ReLU makes
+  every layer after the first receive spikes once converted);
 * concatenated skips and no padding inside the network: inputs must have a spatial size divisible by
   ``2 ** (len(channels) - 1)`` (the transforms and inferers take care of that);
 * no activation after the last layer: softmax belongs to post-processing, outside the SNN.
@@ -61,12 +62,13 @@ class Down(nn.Sequential):
 
 
 class UpCat(nn.Module):
-    """Transposed convolution (x2), concatenation with the skip, then ``TwoConv``."""
+    """Transposed convolution (x2) and ReLU, concatenation with the skip, then ``TwoConv``."""
 
     def __init__(self, spatial_dims: int, in_ch: int, skip_ch: int, out_ch: int):
         super().__init__()
-        # Linear (no ReLU): its output only feeds the next conv, so it needs no neuron of its own.
-        self.up = _CONV_T[spatial_dims](in_ch, skip_ch, kernel_size=2, stride=2)
+        # ReLU after the up-sampling: in the SNN it becomes a neuron, so the decoder's inputs are
+        # spikes like the skip's, not analog values that would cost full MACs every timestep.
+        self.up = nn.Sequential(_CONV_T[spatial_dims](in_ch, skip_ch, kernel_size=2, stride=2), nn.ReLU())
         self.convs = TwoConv(spatial_dims, 2 * skip_ch, out_ch)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:

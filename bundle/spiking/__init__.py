@@ -1,0 +1,1 @@
+"""Spiking side: neurons, ANN->SNN conversion, the spiking segmenter, activity and energy."""

@@ -1,0 +1,134 @@
+"""ANN -> SNN conversion with SpikingJelly 2.0's FX converter, and SNN checkpoints.
+
+``FXConverter(RateCodingRecipe)`` traces the U-Net, folds BatchNorm into the convolutions, records each
+ReLU's activation scale on calibration images, and replaces every ReLU with
+``VoltageScaler(1/s) -> neuron -> VoltageScaler(s)``. We pick the neuron (binary or guarded ternary,
+see :mod:`bundle.spiking.neurons`) and feed calibration images one at a time: SpikingJelly's
+percentile mode calls ``torch.quantile``, which refuses tensors above 2**24 elements, and a 3D batch
+of activations passes that easily.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import torch
+from spikingjelly.activation_based.ann2snn import FXConverter, RateCodingRecipe
+from torch import nn
+
+from bundle.errors import InputError
+from bundle.spiking.neurons import NEURON_TYPES, make_neuron
+
+__all__ = ["CONVERSION_DEFAULTS", "one_at_a_time", "convert", "save_snn", "load_snn"]
+
+logger = logging.getLogger(__name__)
+
+_QUANTILE_LIMIT = 2**24
+
+CONVERSION_DEFAULTS = {"mode": "99.9%", "channel_wise": False, "neuron": "binary", "v_init": 0.5}
+
+
+def one_at_a_time(batches: Iterable, key: str = "image", limit: int | None = None) -> Iterator[torch.Tensor]:
+    """Yield single images ``[1, C, *spatial]`` from tensors, dicts or MONAI batches (at most ``limit``)."""
+    n = 0
+    for batch in batches:
+        images = batch[key] if isinstance(batch, dict) else batch
+        images = images.as_tensor() if hasattr(images, "as_tensor") else images
+        for image in images:
+            if limit is not None and n >= limit:
+                return
+            n += 1
+            yield image[None]
+
+
+def _check_settings(mode, neuron: str, v_init: float) -> None:
+    if neuron not in NEURON_TYPES:
+        raise ValueError(f"neuron must be one of {NEURON_TYPES} but is {neuron!r}.")
+    if not 0.0 <= float(v_init) < 1.0:
+        raise ValueError(f"v_init must be in [0, 1) (a fraction of the threshold) but is {v_init!r}.")
+    if isinstance(mode, str) and not (mode.lower() == "max" or mode.endswith("%")):
+        raise ValueError(f"mode must be 'max', a percentile like '99.9%' or a float in (0, 1] but is {mode!r}.")
+
+
+class _GuardedCalibration:
+    """Calibration images, checked against torch.quantile's size limit before they reach the hooks."""
+
+    def __init__(self, images: Iterable[torch.Tensor], widest: int, percentile: bool):
+        self.images, self.widest, self.percentile = images, widest, percentile
+
+    def __iter__(self):
+        for image in self.images:
+            if self.percentile and image[0, 0].numel() * self.widest > _QUANTILE_LIMIT:
+                raise InputError(
+                    f"calibration image of shape {tuple(image.shape)} gives more than 2**24 activations in one layer; "
+                    "crop calibration images (smaller roi) or use mode='max'."
+                )
+            yield image
+
+
+def convert(
+    ann: nn.Module,
+    calibration: Iterable[torch.Tensor],
+    mode: str | float = "99.9%",
+    channel_wise: bool = False,
+    neuron: str = "binary",
+    v_init: float = 0.5,
+    device: torch.device | str | None = None,
+) -> nn.Module:
+    """Convert a trained :class:`~bundle.networks.ConvertibleUNet` into a spiking ``fx.GraphModule``.
+
+    Args:
+        ann: the trained ANN (left unchanged: a copy is converted).
+        calibration: single images ``[1, C, *spatial]`` (see :func:`one_at_a_time`).
+        mode: activation scale per ReLU: ``"max"``, a percentile such as ``"99.9%"``, or a fraction of the max.
+        channel_wise: one scale per channel instead of per layer.
+        neuron: ``"binary"`` or ``"ternary"``.
+        v_init: initial membrane potential as a fraction of the threshold (0.5: half-threshold start).
+
+    Returns:
+        The SNN in single-step mode: call it T times on the same image (after
+        ``spikingjelly.activation_based.functional.reset_net``) and average; or wrap it in
+        :class:`bundle.spiking.segmenter.SpikingSegmenter`.
+    """
+    _check_settings(mode, neuron, v_init)
+    widest = max(m.out_channels for m in ann.modules() if isinstance(m, (nn.Conv2d, nn.Conv3d)))
+    images = _GuardedCalibration(calibration, widest, isinstance(mode, str) and mode.endswith("%"))
+    recipe = RateCodingRecipe(
+        dataloader=images,
+        mode="Max" if isinstance(mode, str) and mode.lower() == "max" else mode,
+        channel_wise=bool(channel_wise),
+        neuron_factory=lambda _scale: make_neuron(neuron, 1.0, float(v_init)),
+    )
+    return FXConverter(recipe, device=device).convert(copy.deepcopy(ann).eval())
+
+
+def save_snn(snn: nn.Module, path: str | Path, settings: dict) -> Path:
+    """Save the SNN's weights and thresholds (all in its state dict) with the settings that rebuild it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"state_dict": snn.state_dict(), "settings": dict(settings)}, path)
+    return path
+
+
+def load_snn(ann_template: nn.Module, path: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
+    """Rebuild an SNN saved by :func:`save_snn` on the architecture of ``ann_template``.
+
+    The graph is re-created by converting the template on one random image, then every weight and
+    threshold is overwritten from the checkpoint (strictly: a different architecture fails loudly).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: not found; run the 'convert' stage first (or pass its path).")
+    ckpt = torch.load(path, map_location=device, weights_only=True)
+    settings = ckpt["settings"]
+    dims = 3 if any(isinstance(m, nn.Conv3d) for m in ann_template.modules()) else 2
+    size = 2 ** len([m for m in ann_template.modules() if isinstance(m, (nn.ConvTranspose2d, nn.ConvTranspose3d))])
+    in_ch = next(m for m in ann_template.modules() if isinstance(m, (nn.Conv2d, nn.Conv3d))).in_channels
+    probe = [torch.rand(1, in_ch, *[size] * dims) + 0.1]
+    kwargs = {k: settings[k] for k in CONVERSION_DEFAULTS}
+    snn = convert(ann_template.to(device), probe, device=device, **{**kwargs, "mode": "max"})
+    snn.load_state_dict(ckpt["state_dict"], strict=True)
+    return snn.to(device), settings

@@ -1,0 +1,110 @@
+"""Integrate-and-fire neurons that replace ReLU in a converted U-Net.
+
+* :class:`IFNeuron` — binary spikes {0, 1}, soft reset (reset by subtraction).
+* :class:`GuardedTernaryIFNode` — spikes {-1, 0, +1} whose rate approximates ReLU, not the identity.
+
+SpikingJelly's own ``TernaryIFNode`` fires -1 whenever ``v <= -threshold``; its rate follows the
+identity, so dropped in for ReLU it passes negative values on (stack.md measured output correlation
+~0). Here a -1 spike is allowed only while the neuron's net spike count is positive: it can take back
+a spike fired too early (overshoot), never carry a negative value.
+
+Both start from ``V[0] = v_init * V_th``. ``v_init = 0.5`` rounds instead of truncating the rate
+(a rate-coded IF neuron that starts at 0 under-reports every activation by up to one spike), the
+"half threshold" initialisation; ``v_init = 0`` is the classic IF neuron.
+"""
+
+from __future__ import annotations
+
+import torch
+from spikingjelly.activation_based import surrogate
+from spikingjelly.activation_based.neuron.base_node import BaseNode
+
+__all__ = ["NEURON_TYPES", "IFNeuron", "GuardedTernaryIFNode", "make_neuron"]
+
+NEURON_TYPES = ("binary", "ternary")
+
+
+class _SoftResetIF(BaseNode):
+    """Shared constructor: float threshold, soft reset, ``v_init`` as a fraction of the threshold."""
+
+    def __init__(
+        self,
+        v_threshold: float = 1.0,
+        v_init: float = 0.0,
+        surrogate_function: surrogate.SurrogateFunctionBase | None = None,
+        detach_reset: bool = False,
+        step_mode: str = "s",
+    ):
+        super().__init__(
+            v_threshold=float(v_threshold),
+            v_reset=None,
+            surrogate_function=surrogate_function or surrogate.ATan(),
+            detach_reset=detach_reset,
+            step_mode=step_mode,
+        )
+        self.v_init = float(v_init)
+        self.v = self.v_init * self.v_threshold
+        self.set_reset_value("v", self.v)  # BaseNode registered v = 0.0
+
+    @staticmethod
+    def _tensor(state, like: torch.Tensor) -> torch.Tensor:
+        # memories start as Python floats until the first step gives them a shape
+        return state if isinstance(state, torch.Tensor) else torch.full_like(like, float(state))
+
+    def extra_repr(self) -> str:
+        return f"v_threshold={self.v_threshold}, v_init={self.v_init}, step_mode={self.step_mode}"
+
+
+class IFNeuron(_SoftResetIF):
+    r"""Binary IF neuron with soft reset.
+
+    .. math::
+        H[t] = V[t-1] + X[t], \quad S[t] = \Theta(H[t] - V_{th}), \quad V[t] = H[t] - V_{th} S[t]
+
+    For a constant input ``x`` the rate tends to ``clip(x / V_th, 0, 1)``: ReLU up to saturation.
+    """
+
+    def single_step_functional_forward(self, inputs, states, **kwargs):
+        x = inputs[0]
+        h = self._tensor(states[0], x) + x
+        spike = self.surrogate_function(h - self.v_threshold)
+        reset = spike.detach() if self.detach_reset else spike
+        return (spike,), (h - self.v_threshold * reset, *states[1:])
+
+
+class GuardedTernaryIFNode(_SoftResetIF):
+    r"""Ternary IF neuron with soft reset whose negative spikes only correct earlier positive ones.
+
+    .. math::
+        H[t] &= V[t-1] + X[t] \\
+        P[t] &= \Theta(H[t] - V_{th}) \\
+        N[t] &= \Theta(-H[t] - V_{th}) \cdot [C[t-1] > 0] \\
+        S[t] &= P[t] - N[t], \quad V[t] = H[t] - V_{th} S[t], \quad C[t] = C[t-1] + S[t]
+
+    ``C`` counts net spikes, so the cumulative output never goes below zero: for a constant input the
+    rate follows ReLU as for :class:`IFNeuron`, while an input that turns negative after a positive
+    start retracts spikes.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.register_memory("count", 0.0)
+
+    def single_step_functional_forward(self, inputs, states, **kwargs):
+        x = inputs[0]
+        h = self._tensor(states[0], x) + x
+        count = self._tensor(states[1], x)
+        pos = self.surrogate_function(h - self.v_threshold)
+        neg = self.surrogate_function(-h - self.v_threshold) * (count > 0).to(h.dtype)
+        spike = pos - neg
+        reset = spike.detach() if self.detach_reset else spike
+        return (spike,), (h - self.v_threshold * reset, count + spike.detach(), *states[2:])
+
+
+def make_neuron(kind: str, v_threshold: float = 1.0, v_init: float = 0.0, step_mode: str = "s") -> BaseNode:
+    """A neuron by name (``"binary"`` or ``"ternary"``), as the configs choose it."""
+    if kind == "binary":
+        return IFNeuron(v_threshold, v_init, step_mode=step_mode)
+    if kind == "ternary":
+        return GuardedTernaryIFNode(v_threshold, v_init, step_mode=step_mode)
+    raise ValueError(f"neuron type must be one of {NEURON_TYPES} but is {kind!r}.")
