@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 from monai import transforms as mt
 
-__all__ = ["RAS_LABELS", "preprocessing", "train_transforms", "val_transforms", "postprocessing"]
+__all__ = ["RAS_LABELS", "preprocessing", "train_transforms", "val_transforms", "postprocessing", "calibration_transforms"]
 
 # Orientationd warns that its default labels are changing: pin the meaning of "RAS" explicitly.
 RAS_LABELS = (("L", "R"), ("P", "A"), ("I", "S"))
@@ -103,3 +103,12 @@ def postprocessing(num_classes: int = 3, with_label: bool = True):
     if with_label:
         xs.append(mt.AsDiscreted(keys="label", to_onehot=num_classes))
     return mt.Compose(xs)
+
+
+def calibration_transforms(roi_size: Sequence[int]):
+    """Whole images as the inferer shows them to the network: zero-padded (or cropped) to one window."""
+    roi = list(roi_size)
+    return mt.Compose(
+        preprocessing(["image"])
+        + [mt.SpatialPadd(keys="image", spatial_size=roi), mt.CenterSpatialCropd(keys="image", roi_size=roi)]
+    )

@@ -22,7 +22,7 @@ from torch import nn
 from bundle.errors import InputError
 from bundle.spiking.neurons import NEURON_TYPES, make_neuron
 
-__all__ = ["CONVERSION_DEFAULTS", "one_at_a_time", "convert", "save_snn", "load_snn"]
+__all__ = ["CONVERSION_DEFAULTS", "one_at_a_time", "convert", "output_threshold", "save_snn", "load_snn"]
 
 logger = logging.getLogger(__name__)
 
@@ -132,3 +132,18 @@ def load_snn(ann_template: nn.Module, path: str | Path, device: torch.device | s
     snn = convert(ann_template.to(device), probe, device=device, **{**kwargs, "mode": "max"})
     snn.load_state_dict(ckpt["state_dict"], strict=True)
     return snn.to(device), settings
+
+
+def output_threshold(ann: nn.Module, images: Iterable[torch.Tensor], q: float = 99.9, device="cpu") -> float:
+    """Threshold for a spiking output layer: the ``q``-th percentile of the ANN's positive class scores."""
+    values = []
+    with torch.no_grad():
+        for image in images:
+            logits = ann(image.to(device)).flatten()
+            positive = logits[logits > 0]
+            if positive.numel():
+                # subsample: torch.quantile refuses more than 2**24 values
+                values.append(positive[torch.randperm(positive.numel(), device=positive.device)[:200_000]].cpu())
+    if not values:
+        return 1.0
+    return float(torch.quantile(torch.cat(values)[: _QUANTILE_LIMIT - 1], q / 100.0))

@@ -1,0 +1,136 @@
+"""ANN -> SNN conversion of the 2D and 3D U-Net, the spiking segmenter's readouts, checkpoints, activity."""
+
+import pytest
+import torch
+from torch import nn
+
+from bundle.errors import InputError
+from bundle.networks import ConvertibleUNet
+from bundle.spiking.activity import E_AC_PJ, E_MAC_PJ, ActivityMonitor, dense_macs
+from bundle.spiking.conversion import convert, load_snn, one_at_a_time, output_threshold, save_snn
+from bundle.spiking.neurons import GuardedTernaryIFNode, IFNeuron
+from bundle.spiking.segmenter import SpikingSegmenter
+
+SHAPES = {2: (32, 32), 3: (16, 16, 16)}
+
+
+def _ann(spatial_dims, seed=0):
+    """A small U-Net with BatchNorm statistics (as after training) and no head bias to hide behind."""
+    torch.manual_seed(seed)
+    net = ConvertibleUNet(spatial_dims, channels=(4, 8, 16))
+    x = torch.rand(4, 1, *SHAPES[spatial_dims])
+    net.train()
+    with torch.no_grad():
+        for _ in range(3):
+            net(x)
+        net.head.bias.zero_()
+    return net.eval(), x
+
+
+def _corr(a, b):
+    return float(torch.corrcoef(torch.stack([a.flatten(), b.flatten()]))[0, 1])
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+@pytest.mark.parametrize("neuron", ["binary", "ternary"])
+@pytest.mark.parametrize("mode, channel_wise", [("max", False), ("99.9%", True)])
+def test_conversion_follows_the_ann(spatial_dims, neuron, mode, channel_wise):
+    ann, x = _ann(spatial_dims)
+    with torch.no_grad():
+        ann_out = ann(x)
+        snn = convert(ann, one_at_a_time([x]), mode=mode, channel_wise=channel_wise, neuron=neuron)
+        kinds = {IFNeuron: "binary", GuardedTernaryIFNode: "ternary"}
+        found = [kinds[type(m)] for m in snn.modules() if type(m) in kinds]
+        assert found == [neuron] * sum(isinstance(m, nn.ReLU) for m in ann.modules())
+        assert not any(isinstance(m, (nn.ReLU, nn.BatchNorm2d, nn.BatchNorm3d)) for m in snn.modules())
+        scores = SpikingSegmenter(snn, 64).scores_at(x, [2, 64])
+    assert scores[64].shape == ann_out.shape
+    assert _corr(scores[64], ann_out) > 0.95
+    assert _corr(scores[64], ann_out) > _corr(scores[2], ann_out)
+
+
+def test_ann_is_left_unchanged():
+    ann, x = _ann(2)
+    before = {k: v.clone() for k, v in ann.state_dict().items()}
+    convert(ann, one_at_a_time([x]))
+    assert all(torch.equal(before[k], v) for k, v in ann.state_dict().items())
+
+
+def test_same_input_twice_gives_the_same_output():
+    ann, x = _ann(3)
+    seg = SpikingSegmenter(convert(ann, one_at_a_time([x]), neuron="ternary"), 4)
+    with torch.no_grad():
+        assert torch.equal(seg(x), seg(x))
+
+
+def test_multi_step_matches_single_step():
+    ann, x = _ann(2)
+    snn = convert(ann, one_at_a_time([x]))
+    with torch.no_grad():
+        single = SpikingSegmenter(snn, 8)(x)
+        multi = SpikingSegmenter(snn, 8, multi_step=True)(x)
+    assert torch.allclose(single, multi, atol=1e-5)
+
+
+def test_readouts():
+    ann, x = _ann(2)
+    snn = convert(ann, one_at_a_time([x]))
+    threshold = output_threshold(ann, one_at_a_time([x]))
+    with torch.no_grad():
+        ann_out = ann(x)
+        membrane = SpikingSegmenter(snn, 32, readout="membrane")(x)
+        rate = SpikingSegmenter(snn, 32, readout="rate", out_threshold=threshold)(x)
+    assert threshold > 0
+    assert membrane.min() < 0 and rate.min() >= 0  # a spiking output layer cannot say "negative"
+    assert rate.max() <= threshold + 1e-6
+    assert _corr(membrane, ann_out) > _corr(rate, ann_out)
+    with pytest.raises(ValueError, match="readout"):
+        SpikingSegmenter(snn, 4, readout="max")
+
+
+def test_checkpoint_roundtrip(tmp_path):
+    ann, x = _ann(3)
+    snn = convert(ann, one_at_a_time([x]), mode="99.9%", channel_wise=True, neuron="ternary")
+    settings = {"mode": "99.9%", "channel_wise": True, "neuron": "ternary", "v_init": 0.5, "timesteps": 4}
+    path = save_snn(snn, tmp_path / "snn.pt", settings)
+    rebuilt, loaded = load_snn(ConvertibleUNet(3, channels=(4, 8, 16)), path)
+    assert loaded == settings
+    with torch.no_grad():
+        assert torch.equal(SpikingSegmenter(snn, 4)(x), SpikingSegmenter(rebuilt, 4)(x))
+    with pytest.raises(RuntimeError):  # another architecture fails loudly
+        load_snn(ConvertibleUNet(3, channels=(4, 8, 32)), path)
+    with pytest.raises(InputError, match="run the 'convert' stage first"):
+        load_snn(ConvertibleUNet(3, channels=(4, 8, 16)), tmp_path / "missing.pt")
+
+
+def test_percentile_calibration_refuses_oversized_images_clearly():
+    ann, _ = _ann(3)
+    big = torch.rand(1, 1, 128, 128, 128)  # 2M voxels x 16 channels > 2**24
+    with pytest.raises(InputError, match=r"more than 2\*\*24 activations"):
+        convert(ann, [big], mode="99.9%")
+
+
+def test_bad_settings():
+    ann, x = _ann(2)
+    with pytest.raises(ValueError, match="neuron"):
+        convert(ann, [x[:1]], neuron="lif")
+    with pytest.raises(ValueError, match="v_init"):
+        convert(ann, [x[:1]], v_init=1.5)
+
+
+def test_activity_and_energy_accounting():
+    ann, x = _ann(2)
+    snn = convert(ann, one_at_a_time([x]))
+    steps = 8
+    with ActivityMonitor(snn) as monitor, torch.no_grad():
+        SpikingSegmenter(snn, steps)(x)
+        monitor.add_images(x.shape[0], steps)
+    rates = monitor.firing_rates()
+    assert len(rates) == sum(isinstance(m, nn.ReLU) for m in ann.modules())
+    assert all(0.0 <= r <= 1.0 for r in rates.values()) and max(rates.values()) > 0
+    s = monitor.summary(ann_macs=dense_macs(ann, x[:1]))
+    stem = ann.stem[0][0]
+    stem_macs = x[0, 0].numel() * stem.out_channels * stem.in_channels * 9
+    assert s["macs"] == pytest.approx(steps * stem_macs)  # only the analog image costs MACs
+    assert 0 < s["synops"] < steps * s["ann_macs"]
+    assert s["energy_uj"] == pytest.approx((s["macs"] * E_MAC_PJ + s["synops"] * E_AC_PJ) * 1e-6)

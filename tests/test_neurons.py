@@ -1,0 +1,71 @@
+"""Neurons: rates against ReLU on constant inputs, overshoot correction, reset, surrogate gradients."""
+
+import pytest
+import torch
+
+from bundle.spiking.neurons import GuardedTernaryIFNode, IFNeuron, make_neuron
+
+X = torch.linspace(-1.0, 1.0, 41)
+
+
+def _rate(neuron, x, steps):
+    return torch.stack([neuron(x) for _ in range(steps)]).mean(0)
+
+
+@pytest.mark.parametrize("kind", ["binary", "ternary"])
+@pytest.mark.parametrize("v_init", [0.0, 0.5])
+def test_rate_approximates_relu_on_constant_input(kind, v_init):
+    steps = 64
+    rate = _rate(make_neuron(kind, v_threshold=1.0, v_init=v_init), X, steps)
+    # integrate-and-fire with soft reset: error below one spike over the window
+    assert torch.all((rate - X.clamp(min=0)).abs() <= 1.0 / steps + 1e-6)
+    assert torch.all(rate[X <= 0] == 0)
+
+
+def test_threshold_scales_the_rate():
+    rate = _rate(make_neuron("binary", v_threshold=2.0), torch.tensor([1.0, 3.0]), 64)
+    assert torch.allclose(rate, torch.tensor([0.5, 1.0]), atol=1 / 64)
+
+
+def test_half_threshold_start_rounds_instead_of_truncating():
+    x, steps = torch.tensor([0.3]), 4  # 0.3 * 4 = 1.2 -> one spike either way; 0.9 -> 0 vs 1 spike
+    assert _rate(make_neuron("binary", v_init=0.0), torch.tensor([0.225]), steps) == 0
+    assert _rate(make_neuron("binary", v_init=0.5), torch.tensor([0.225]), steps) == 0.25
+    assert _rate(make_neuron("binary", v_init=0.5), x, steps) == 0.25
+
+
+def test_ternary_takes_back_overshoot_but_never_goes_negative():
+    seq = [1.0] * 4 + [-0.5] * 8  # mean input 0: ReLU(mean) = 0
+    ternary, binary = make_neuron("ternary"), make_neuron("binary")
+    t_out = torch.stack([ternary(torch.tensor([v])) for v in seq])
+    b_out = torch.stack([binary(torch.tensor([v])) for v in seq])
+    assert float(b_out.sum()) == 4.0  # binary cannot correct: rate 1/3 for a zero mean input
+    assert float(t_out.sum()) == 0.0
+    assert set(t_out.flatten().tolist()) <= {-1.0, 0.0, 1.0}
+    assert torch.all(t_out.cumsum(0) >= 0)
+    # a purely negative input never spikes at all
+    assert _rate(make_neuron("ternary"), torch.tensor([-0.7]), 32) == 0
+
+
+@pytest.mark.parametrize("cls", [IFNeuron, GuardedTernaryIFNode])
+def test_reset_restores_initial_state_and_multi_step_matches(cls):
+    single = cls(1.0, 0.5)
+    x = torch.rand(8, 5) * 2 - 0.5  # [T, N]
+    out_s = torch.stack([single(x[t]) for t in range(8)])
+    single.reset()
+    assert torch.equal(torch.stack([single(x[t]) for t in range(8)]), out_s)
+    multi = cls(1.0, 0.5, step_mode="m")
+    assert torch.equal(multi(x), out_s)
+
+
+@pytest.mark.parametrize("kind", ["binary", "ternary"])
+def test_surrogate_gradient_flows(kind):
+    x = torch.full((16,), 0.6, requires_grad=True)
+    neuron = make_neuron(kind)
+    torch.stack([neuron(x) for _ in range(4)]).sum().backward()
+    assert x.grad is not None and torch.all(torch.isfinite(x.grad)) and x.grad.abs().sum() > 0
+
+
+def test_unknown_neuron_type():
+    with pytest.raises(ValueError, match="neuron type must be one of"):
+        make_neuron("leaky")
