@@ -6,7 +6,7 @@ output layer out, so ``SupervisedEvaluator``, ``SlidingWindowInferer`` and the s
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from spikingjelly.activation_based import functional
@@ -30,8 +30,8 @@ class SpikingSegmenter(nn.Module):
             membrane potential divided by T (the average output current);
             ``"rate"`` — a spiking output layer (IF neurons with threshold ``out_threshold``); the
             scores are spike counts x threshold / T. Negative scores cannot be represented.
-        out_threshold: threshold of the spiking output layer (``"rate"`` only), e.g. a high percentile
-            of the ANN's positive logits on calibration images.
+        out_threshold: threshold of the spiking output layer (needed for ``"rate"``), e.g. a high
+            percentile of the ANN's positive logits on calibration images.
         multi_step: run all T steps as one ``[T, B, ...]`` tensor (faster on GPU, more memory).
 
     Input ``[B, C, *spatial]``, output ``[B, K, *spatial]``.
@@ -42,7 +42,7 @@ class SpikingSegmenter(nn.Module):
         snn: nn.Module,
         timesteps: int = 16,
         readout: str = "membrane",
-        out_threshold: float = 1.0,
+        out_threshold: float | None = None,
         multi_step: bool = False,
     ):
         super().__init__()
@@ -54,28 +54,50 @@ class SpikingSegmenter(nn.Module):
         self.timesteps = int(timesteps)
         self.readout = readout
         self.multi_step = bool(multi_step)
-        self.out_neuron = IFNeuron(float(out_threshold), v_init=0.5) if readout == "rate" else None
+        if readout == "rate" and out_threshold is None:
+            raise ValueError("readout 'rate' needs out_threshold (see bundle.spiking.conversion.output_threshold).")
+        # with a threshold, the spiking output layer runs alongside, so readouts_at can compare both
+        self.out_neuron = None if out_threshold is None else IFNeuron(float(out_threshold), v_init=0.5)
         functional.set_step_mode(self, "m" if self.multi_step else "s")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.scores_at(x, [self.timesteps])[self.timesteps]
 
     def scores_at(self, x: torch.Tensor, steps: Sequence[int]) -> dict[int, torch.Tensor]:
-        """Scores after each of ``steps`` timesteps from one run of ``max(steps)`` steps."""
+        """This readout's scores after each of ``steps`` timesteps, from one run of ``max(steps)`` steps."""
+        return self.readouts_at(x, steps)[self.readout]
+
+    def readouts_at(
+        self, x: torch.Tensor, steps: Sequence[int], on_step: Callable[[int], None] | None = None
+    ) -> dict[str, dict[int, torch.Tensor]]:
+        """Both readouts after each of ``steps`` timesteps (``"rate"`` only when this segmenter has one).
+
+        ``on_step(t)`` is called after each wanted step (e.g. to snapshot an activity monitor).
+        """
         functional.reset_net(self)
-        horizon, wanted = max(steps), set(steps)
+        horizon, wanted = max(steps), sorted(set(steps))
+        out: dict[str, dict[int, torch.Tensor]] = {r: {} for r in ("membrane", "rate") if r == "membrane" or self.out_neuron}
         if self.multi_step:
             currents = self.snn(x.unsqueeze(0).expand(horizon, *x.shape))  # [T, B, K, ...]
-            if self.out_neuron is not None:
-                currents = self.out_neuron(currents) * self.out_neuron.v_threshold
-            cumulative = currents.cumsum(0)
-            return {t: cumulative[t - 1] / t for t in sorted(wanted)}
-        out, total = {}, 0.0
+            membrane = currents.cumsum(0)
+            rate = (self.out_neuron(currents) * self.out_neuron.v_threshold).cumsum(0) if self.out_neuron else None
+            for t in wanted:
+                out["membrane"][t] = membrane[t - 1] / t
+                if rate is not None:
+                    out["rate"][t] = rate[t - 1] / t
+                if on_step:
+                    on_step(t)
+            return out
+        membrane, rate = 0.0, 0.0
         for t in range(1, horizon + 1):
             current = self.snn(x)
+            membrane = membrane + current  # a non-spiking output layer integrates its input current
             if self.out_neuron is not None:
-                current = self.out_neuron(current) * self.out_neuron.v_threshold
-            total = total + current
+                rate = rate + self.out_neuron(current) * self.out_neuron.v_threshold
             if t in wanted:
-                out[t] = total / t
+                out["membrane"][t] = membrane / t
+                if self.out_neuron is not None:
+                    out["rate"][t] = rate / t
+                if on_step:
+                    on_step(t)
         return out

@@ -1,0 +1,90 @@
+"""Plots for the conversion study: Dice vs T, output scaling vs T, firing rates per layer, energy vs T.
+
+Usage: python scripts/plot_conversion_study.py docs/conversion_study.json docs/
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+CLASSES = ("background", "anterior", "posterior")
+
+
+def _series(d: dict, steps: list[int], f=lambda v: float(np.mean(v))) -> list[float]:
+    return [f(d[str(t)]) for t in steps]
+
+
+def main(study_json: str, out_dir: str) -> None:
+    study = json.loads(Path(study_json).read_text())
+    steps, variants, out = study["steps"], study["variants"], Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ann = float(np.mean(study["ann"]["dice"]))
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for i, (name, v) in enumerate(variants.items()):
+        color = f"C{i}"
+        ax.plot(steps, _series(v["dice"]["membrane"], steps), "o-", color=color, label=f"{name}")
+        ax.plot(steps, _series(v["dice"]["rate"], steps), "x:", color=color, alpha=0.6)
+    ax.axhline(ann, color="k", ls="--", label=f"ANN ({ann:.3f})")
+    ax.set(xscale="log", xlabel="timesteps T", ylabel="mean Dice (anterior, posterior)", ylim=(0, 1))
+    ax.set_xticks(steps, [str(t) for t in steps])
+    ax.set_title("Converted SNN vs T (solid: membrane readout, dotted: spiking output layer)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(out / "conversion_dice_vs_T.png", dpi=120)
+
+    fig, (ax_s, ax_c) = plt.subplots(1, 2, figsize=(11, 4))
+    for i, (name, v) in enumerate(variants.items()):
+        for c, ls in zip((1, 2), ("-", "--")):
+            ax_s.plot(steps, _series(v["scale_slope"], steps, lambda x: x[c]), ls, color=f"C{i}",
+                      label=name if c == 1 else None)
+            ax_c.plot(steps, _series(v["scale_corr"], steps, lambda x: x[c]), ls, color=f"C{i}")
+    for ax, title in ((ax_s, "scale: slope of SNN score on ANN logit"), (ax_c, "correlation with ANN logit")):
+        ax.axhline(1.0, color="k", lw=0.8)
+        ax.set(xscale="log", xlabel="timesteps T", title=title)
+        ax.set_xticks(steps, [str(t) for t in steps])
+        ax.grid(alpha=0.3)
+    ax_s.legend(fontsize=7)
+    fig.suptitle("Output scaling, membrane readout (solid: anterior, dashed: posterior)")
+    fig.tight_layout()
+    fig.savefig(out / "conversion_output_scaling.png", dpi=120)
+
+    fig, ax = plt.subplots(figsize=(11, 4))
+    width = 0.8 / len(variants)
+    for i, (name, v) in enumerate(variants.items()):
+        layers = list(v["firing_rates_T_max"])
+        ax.bar(np.arange(len(layers)) + i * width, list(v["firing_rates_T_max"].values()), width, label=name)
+    ax.set_xticks(np.arange(len(layers)) + 0.4, [n.replace(".spiking_0.if_node", "") for n in layers], rotation=70,
+                  fontsize=7)
+    ax.set(ylabel=f"spikes / neuron / step (T={max(steps)})", title="Firing rate per layer")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "conversion_firing_rates.png", dpi=120)
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for i, (name, v) in enumerate(variants.items()):
+        ax.plot(steps, _series(v["energy_uj"], steps, float), "o-", color=f"C{i}", label=name)
+    ax.axhline(study["ann"]["energy_uj"], color="k", ls="--", label="ANN (MACs x 4.6 pJ)")
+    ax.set(xscale="log", yscale="log", xlabel="timesteps T", ylabel="estimated energy per volume (uJ)")
+    ax.set_xticks(steps, [str(t) for t in steps])
+    ax.set_title("Compute energy estimate (memory traffic ignored)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "conversion_energy.png", dpi=120)
+    print(f"wrote plots to {out}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3:
+        raise SystemExit(__doc__)
+    main(sys.argv[1], sys.argv[2])
