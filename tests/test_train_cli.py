@@ -65,3 +65,31 @@ def test_bad_dataset_dir_is_one_clear_line(tmp_path, case):
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith(f"error: dataset_dir {target}:"), proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
+
+
+def test_convert_stage_saves_an_snn_and_evaluates_it(trained):
+    out, _ = trained
+    proc = bundle_run("convert", "--output_dir", str(out), "--timesteps", "2", "--neuron", "ternary", *SMALL)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    from bundle.spiking.conversion import load_snn
+
+    snn, settings = load_snn(ConvertibleUNet(3, channels=(4, 8, 16, 32)), out / "models" / "model_snn_converted.pt")
+    assert settings["neuron"] == "ternary" and settings["timesteps"] == 2 and settings["mode"] == "99.9%"
+    assert (out / "eval_snn_converted" / "val_mean_dice_raw.csv").is_file()
+
+
+def test_convert_without_ann_names_file_and_stage(tmp_path):
+    proc = bundle_run("convert", "--output_dir", str(tmp_path), *SMALL)
+    assert proc.returncode == 1
+    assert f"error: {tmp_path}/models/model_ann.pt: not found; run the 'train_ann' stage first" in proc.stderr
+
+
+def test_2d_slice_wise_training(tmp_path):
+    proc = bundle_run(
+        "train_ann", "--output_dir", str(tmp_path), "--spatial_dims", "2", "--epochs", "1", "--val_interval", "1",
+        "--batch_size", "2", *SMALL,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ConvertibleUNet(2, channels=(4, 8, 16, 32)).load_state_dict(
+        torch.load(tmp_path / "models" / "model_ann.pt", map_location="cpu"), strict=True
+    )
