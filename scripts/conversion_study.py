@@ -32,13 +32,14 @@ from bundle.spiking.conversion import convert, one_at_a_time, output_threshold
 from bundle.spiking.segmenter import SpikingSegmenter
 
 VARIANTS = {
-    # name: (neuron, mode, channel_wise, v_init)
+    # name: (neuron, mode, channel_wise, v_init); v_init 0 is SpikingJelly's IF start, 0.5 the half-threshold fix
     "stock max (SpikingJelly default)": ("binary", "max", False, 0.0),
-    "stock 99.9%": ("binary", "99.9%", False, 0.0),
-    "stock 99.9% channel-wise": ("binary", "99.9%", True, 0.0),
+    "binary 99.9%": ("binary", "99.9%", False, 0.0),
     "binary 99.9% half-threshold": ("binary", "99.9%", False, 0.5),
+    "binary 99.9% channel-wise half-threshold": ("binary", "99.9%", True, 0.5),
     "ternary 99.9%": ("ternary", "99.9%", False, 0.0),
     "ternary 99.9% half-threshold": ("ternary", "99.9%", False, 0.5),
+    "ternary 99.9% channel-wise half-threshold": ("ternary", "99.9%", True, 0.5),
 }
 
 
@@ -122,7 +123,7 @@ def main() -> None:
                 before, spikes_before, snaps = _totals(monitor), dict(monitor.spikes), {}
                 outs = seg.readouts_at(case["image"][None], steps, on_step=lambda t: snaps.update({t: _totals(monitor)}))
                 for t in steps:
-                    for r in ("membrane", "rate"):
+                    for r in dices:
                         pred = outs[r][t].argmax(1)[0]
                         dices[r][t].append([dice(pred, labels[i], k) for k in (1, 2)])
                     scale[t].append(scaling(outs["membrane"][t], ann_logits[i]))

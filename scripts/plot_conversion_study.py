@@ -28,17 +28,22 @@ def main(study_json: str, out_dir: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
     ann = float(np.mean(study["ann"]["dice"]))
 
-    fig, ax = plt.subplots(figsize=(8, 5))
-    for i, (name, v) in enumerate(variants.items()):
-        color = f"C{i}"
-        ax.plot(steps, _series(v["dice"]["membrane"], steps), "o-", color=color, label=f"{name}")
-        ax.plot(steps, _series(v["dice"]["rate"], steps), "x:", color=color, alpha=0.6)
-    ax.axhline(ann, color="k", ls="--", label=f"ANN ({ann:.3f})")
-    ax.set(xscale="log", xlabel="timesteps T", ylabel="mean Dice (anterior, posterior)", ylim=(0, 1))
-    ax.set_xticks(steps, [str(t) for t in steps])
-    ax.set_title("Converted SNN vs T (solid: membrane readout, dotted: spiking output layer)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    readouts = {
+        "membrane": "non-spiking output layer (membrane)",
+        "rate": "spiking output layer (rate)",
+    }
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5), sharey=True)
+    for ax, (readout, title) in zip(axes, readouts.items()):
+        for i, (name, v) in enumerate(variants.items()):
+            if readout in v["dice"]:
+                ax.plot(steps, _series(v["dice"][readout], steps), "o-", color=f"C{i}", label=name)
+        ax.axhline(ann, color="k", ls="--", label=f"ANN ({ann:.3f})")
+        ax.set(xscale="log", xlabel="timesteps T", title=title, ylim=(0, 1))
+        ax.set_xticks(steps, [str(t) for t in steps])
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("mean Dice (anterior, posterior)")
+    axes[-1].legend(fontsize=7, loc="lower right")
+    fig.suptitle("Converted SNN vs timesteps, per conversion variant and readout")
     fig.tight_layout()
     fig.savefig(out / "conversion_dice_vs_T.png", dpi=120)
 

@@ -105,8 +105,8 @@ def test_checkpoint_roundtrip(tmp_path):
 
 def test_percentile_calibration_refuses_oversized_images_clearly():
     ann, _ = _ann(3)
-    big = torch.rand(1, 1, 128, 128, 128)  # 2M voxels x 16 channels > 2**24
-    with pytest.raises(InputError, match=r"more than 2\*\*24 activations"):
+    big = torch.rand(1, 1, 176, 176, 176)  # 5.4M voxels x 4 channels in the first layer > 2**24
+    with pytest.raises(InputError, match=r"activations in one layer, more than torch.quantile's 2\*\*24"):
         convert(ann, [big], mode="99.9%")
 
 

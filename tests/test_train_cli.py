@@ -93,3 +93,10 @@ def test_2d_slice_wise_training(tmp_path):
     ConvertibleUNet(2, channels=(4, 8, 16, 32)).load_state_dict(
         torch.load(tmp_path / "models" / "model_ann.pt", map_location="cpu"), strict=True
     )
+
+
+def test_metadata_matches_the_network():
+    cmd = [sys.executable, "-m", "monai.bundle", "verify_net_in_out", "network_def", "--meta_file",
+           "configs/metadata.json", "--config_file", "configs/train.json", "--device", "cpu"]
+    proc = subprocess.run(cmd, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True)
+    assert proc.returncode == 0 and "verified with no error" in proc.stdout + proc.stderr, proc.stderr[-2000:]

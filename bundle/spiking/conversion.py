@@ -56,16 +56,35 @@ def _check_settings(mode, neuron: str, v_init: float) -> None:
 class _GuardedCalibration:
     """Calibration images, checked against torch.quantile's size limit before they reach the hooks."""
 
-    def __init__(self, images: Iterable[torch.Tensor], widest: int, percentile: bool):
-        self.images, self.widest, self.percentile = images, widest, percentile
+    def __init__(self, images: Iterable[torch.Tensor], ann: nn.Module, percentile: bool):
+        self.images, self.ann, self.percentile = images, ann, percentile
+
+    def _largest_activation(self, image: torch.Tensor) -> int:
+        sizes = [0]
+        hooks = [
+            m.register_forward_hook(lambda _m, _i, out: sizes.append(out.numel()))
+            for m in self.ann.modules()
+            if isinstance(m, nn.ReLU)
+        ]
+        try:
+            with torch.no_grad():
+                self.ann(image.to(next(self.ann.parameters()).device))
+        finally:
+            for h in hooks:
+                h.remove()
+        return max(sizes)
 
     def __iter__(self):
+        checked = set()
         for image in self.images:
-            if self.percentile and image[0, 0].numel() * self.widest > _QUANTILE_LIMIT:
-                raise InputError(
-                    f"calibration image of shape {tuple(image.shape)} gives more than 2**24 activations in one layer; "
-                    "crop calibration images (smaller roi) or use mode='max'."
-                )
+            if self.percentile and tuple(image.shape) not in checked:
+                largest = self._largest_activation(image)
+                if largest > _QUANTILE_LIMIT:
+                    raise InputError(
+                        f"calibration image of shape {tuple(image.shape)} gives {largest} activations in one layer, "
+                        "more than torch.quantile's 2**24: crop calibration images (smaller roi_size) or use mode='max'."
+                    )
+                checked.add(tuple(image.shape))
             yield image
 
 
@@ -94,15 +113,15 @@ def convert(
         :class:`bundle.spiking.segmenter.SpikingSegmenter`.
     """
     _check_settings(mode, neuron, v_init)
-    widest = max(m.out_channels for m in ann.modules() if isinstance(m, (nn.Conv2d, nn.Conv3d)))
-    images = _GuardedCalibration(calibration, widest, isinstance(mode, str) and mode.endswith("%"))
+    ann = copy.deepcopy(ann).eval()
+    images = _GuardedCalibration(calibration, ann, isinstance(mode, str) and mode.endswith("%"))
     recipe = RateCodingRecipe(
         dataloader=images,
         mode="Max" if isinstance(mode, str) and mode.lower() == "max" else mode,
         channel_wise=bool(channel_wise),
         neuron_factory=lambda _scale: make_neuron(neuron, 1.0, float(v_init)),
     )
-    return FXConverter(recipe, device=device).convert(copy.deepcopy(ann).eval())
+    return FXConverter(recipe, device=device).convert(ann)
 
 
 def save_snn(snn: nn.Module, path: str | Path, settings: dict) -> Path:

@@ -101,3 +101,4 @@ class SpikingSegmenter(nn.Module):
                 if on_step:
                     on_step(t)
         return out
+
