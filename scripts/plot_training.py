@@ -29,14 +29,17 @@ def main(log_dir: str, out_png: str) -> None:
     scalars = read_scalars(log_dir)
     if not scalars:
         raise SystemExit(f"error: {log_dir}: no TensorBoard scalars found")
-    fig, (ax_loss, ax_dice) = plt.subplots(1, 2, figsize=(10, 4))
-    for tag in [t for t in scalars if "loss" in t]:
-        ax_loss.plot(*zip(*sorted(scalars[tag])), label=tag)
+    loss_tags = [t for t in scalars if "loss" in t]
+    fig, axes = plt.subplots(1, 2 if loss_tags else 1, figsize=(10 if loss_tags else 5.5, 4), squeeze=False)
+    if loss_tags:
+        for tag in loss_tags:
+            axes[0, 0].plot(*zip(*sorted(scalars[tag])), label=tag)
+        axes[0, 0].set(xlabel="iteration", ylabel="loss", title="training loss")
+    ax_dice = axes[0, -1]
     for tag in [t for t in scalars if "dice" in t]:
         ax_dice.plot(*zip(*sorted(scalars[tag])), marker="o", ms=3, label=tag)
-    ax_loss.set(xlabel="epoch", ylabel="loss", title="training loss")
     ax_dice.set(xlabel="epoch", ylabel="Dice", title="validation Dice", ylim=(0, 1))
-    for ax in (ax_loss, ax_dice):
+    for ax in axes[0]:
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
