@@ -87,6 +87,35 @@ def main(study_json: str, out_dir: str) -> None:
     fig.tight_layout()
     fig.savefig(out / "conversion_energy.png", dpi=120)
     print(f"wrote plots to {out}")
+    print_tables(study)
+
+
+def print_tables(study: dict) -> None:
+    """Markdown tables of the study (as pasted into docs/RESULTS.md)."""
+    steps, variants = study["steps"], study["variants"]
+    head = "| variant | readout | " + " | ".join(f"T={t}" for t in steps) + " |"
+    print("\nMean Dice (anterior, posterior averaged); ANN:", f"{np.mean(study['ann']['dice']):.3f}\n")
+    print(head + "\n" + "|---" * (len(steps) + 2) + "|")
+    for name, v in variants.items():
+        for readout in ("membrane", "rate"):
+            cells = " | ".join(f"{np.mean(v['dice'][readout][str(t)]):.3f}" for t in steps)
+            print(f"| {name} | {readout} | {cells} |")
+    print("\nOutput scaling, membrane readout: slope / correlation vs ANN logits (anterior; posterior)\n")
+    print("| variant | " + " | ".join(f"T={t}" for t in steps) + " |\n" + "|---" * (len(steps) + 1) + "|")
+    for name, v in variants.items():
+        cells = " | ".join(
+            f"{v['scale_slope'][str(t)][1]:.2f}/{v['scale_corr'][str(t)][1]:.2f}; "
+            f"{v['scale_slope'][str(t)][2]:.2f}/{v['scale_corr'][str(t)][2]:.2f}"
+            for t in steps
+        )
+        print(f"| {name} | {cells} |")
+    print(f"\nEnergy per volume (uJ; ANN {study['ann']['energy_uj']:.0f} uJ = {study['ann']['macs'] / 1e9:.2f} GMAC x 4.6 pJ)\n")
+    print("| variant | mean firing rate (T max) | " + " | ".join(f"T={t}" for t in steps) + " |")
+    print("|---" * (len(steps) + 2) + "|")
+    for name, v in variants.items():
+        rate = np.mean(list(v["firing_rates_T_max"].values()))
+        cells = " | ".join(f"{v['energy_uj'][str(t)]:.0f}" for t in steps)
+        print(f"| {name} | {rate:.3f} | {cells} |")
 
 
 if __name__ == "__main__":
