@@ -6,6 +6,7 @@ Usage: python scripts/plot_conversion_study.py docs/conversion_study.json docs/
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -68,10 +69,11 @@ def main(study_json: str, out_dir: str) -> None:
     for i, (name, v) in enumerate(variants.items()):
         layers = list(v["firing_rates_T_max"])
         ax.bar(np.arange(len(layers)) + i * width, list(v["firing_rates_T_max"].values()), width, label=name)
-    ax.set_xticks(np.arange(len(layers)) + 0.4, [n.replace(".spiking_0.if_node", "") for n in layers], rotation=70,
-                  fontsize=7)
-    ax.set(ylabel=f"spikes / neuron / step (T={max(steps)})", title="Firing rate per layer")
-    ax.legend(fontsize=7)
+    names = [re.sub(r"\.(channel_)?spiking_\d+\.if_node$", "", n) for n in layers]
+    ax.set_xticks(np.arange(len(layers)) + 0.4 - width / 2, names, rotation=60, ha="right", fontsize=8)
+    ax.set(ylabel=f"spikes / neuron / step (T={max(steps)})", title="Firing rate per layer (network depth: left to right)")
+    ax.legend(fontsize=7, ncol=4, loc="upper left")
+    ax.set_ylim(0, ax.get_ylim()[1] * 1.35)
     fig.tight_layout()
     fig.savefig(out / "conversion_firing_rates.png", dpi=120)
 
