@@ -100,3 +100,21 @@ def test_metadata_matches_the_network():
            "configs/metadata.json", "--config_file", "configs/train.json", "--device", "cpu"]
     proc = subprocess.run(cmd, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True)
     assert proc.returncode == 0 and "verified with no error" in proc.stdout + proc.stderr, proc.stderr[-2000:]
+
+
+def test_finetune_stage_trains_the_converted_snn(trained):
+    out, _ = trained
+    assert bundle_run("convert", "--output_dir", str(out), "--timesteps", "2", *SMALL).returncode == 0
+    proc = bundle_run(
+        "finetune_snn", "--output_dir", str(out), "--finetune_epochs", "1", "--finetune_timesteps", "2", *SMALL
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "[finetune] epoch 1/1" in proc.stdout + proc.stderr
+    state = torch.load(out / "models" / "model_snn_finetuned.pt", map_location="cpu")
+    assert any(k.startswith("snn.") for k in state)
+
+
+def test_finetune_without_converted_snn_names_file_and_stage(tmp_path):
+    proc = bundle_run("finetune_snn", "--output_dir", str(tmp_path), *SMALL)
+    assert proc.returncode == 1
+    assert f"error: {tmp_path}/models/model_snn_converted.pt: not found; run the 'convert' stage first" in proc.stderr

@@ -121,7 +121,11 @@ def convert(
         channel_wise=bool(channel_wise),
         neuron_factory=lambda _scale: make_neuron(neuron, 1.0, float(v_init)),
     )
-    return FXConverter(recipe, device=device).convert(ann)
+    snn = FXConverter(recipe, device=device).convert(ann)
+    # torch's conv-BN fusion gives a bias-free conv a frozen bias (requires_grad=False): fine-tuning needs it
+    for p in snn.parameters():
+        p.requires_grad_(True)
+    return snn
 
 
 def save_snn(snn: nn.Module, path: str | Path, settings: dict) -> Path:
