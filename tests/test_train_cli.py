@@ -118,3 +118,14 @@ def test_finetune_without_converted_snn_names_file_and_stage(tmp_path):
     proc = bundle_run("finetune_snn", "--output_dir", str(tmp_path), *SMALL)
     assert proc.returncode == 1
     assert f"error: {tmp_path}/models/model_snn_converted.pt: not found; run the 'convert' stage first" in proc.stderr
+
+
+def test_direct_training_baseline_needs_no_ann(tmp_path):
+    proc = bundle_run(
+        "train_snn_direct", "--output_dir", str(tmp_path), "--finetune_epochs", "1", "--finetune_timesteps", "2", *SMALL,
+        configs=("configs/train.json", "configs/train_snn_direct.json"),
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "[direct] epoch 1/1" in proc.stdout + proc.stderr
+    assert (tmp_path / "models" / "model_snn_direct.pt").is_file()
+    assert not (tmp_path / "models" / "model_ann.pt").exists()

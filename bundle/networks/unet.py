@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-__all__ = ["ConvertibleUNet", "divisor"]
+__all__ = ["ConvertibleUNet", "divisor", "fresh_copy"]
 
 _CONV = {2: nn.Conv2d, 3: nn.Conv3d}
 _CONV_T = {2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}
@@ -119,3 +119,16 @@ class ConvertibleUNet(nn.Module):
         for up in self.ups:
             x = up(x, skips.pop())
         return self.head(x)
+
+
+def fresh_copy(network: nn.Module) -> nn.Module:
+    """The same architecture with newly initialised weights (for training a spiking network from scratch)."""
+    import copy
+
+    clone = copy.deepcopy(network)
+    for module in clone.modules():
+        if module is not clone and hasattr(module, "reset_parameters"):
+            module.reset_parameters()
+        if hasattr(module, "reset_running_stats"):
+            module.reset_running_stats()
+    return clone
