@@ -129,3 +129,14 @@ def test_direct_training_baseline_needs_no_ann(tmp_path):
     assert "[direct] epoch 1/1" in proc.stdout + proc.stderr
     assert (tmp_path / "models" / "model_snn_direct.pt").is_file()
     assert not (tmp_path / "models" / "model_ann.pt").exists()
+
+
+def test_interrupted_training_resumes_from_its_last_epoch(tmp_path):
+    args = ["--output_dir", str(tmp_path), "--val_interval", "1", *SMALL]
+    assert bundle_run("train_ann", "--epochs", "1", *args).returncode == 0
+    assert (tmp_path / "resume" / "ann" / "last.pt").is_file()
+    proc = bundle_run("train_ann", "--epochs", "2", "--resume", "true", *args)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "resuming from" in log and "after epoch 1 of 2" in log
+    assert "[ann] epoch 2/2" in log and "[ann] epoch 1/2" not in log
