@@ -121,7 +121,7 @@ def main() -> None:
         with ActivityMonitor(snn) as monitor:
             for i, case in enumerate(cases):
                 before, spikes_before, snaps = _totals(monitor), dict(monitor.spikes), {}
-                outs = seg.readouts_at(case["image"][None], steps, on_step=lambda t: snaps.update({t: _totals(monitor)}))
+                outs = seg.readouts_at(case["image"][None], steps, on_step=lambda t, snaps=snaps: snaps.update({t: _totals(monitor)}))
                 for t in steps:
                     for r in dices:
                         pred = outs[r][t].argmax(1)[0]

@@ -17,14 +17,14 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-from sklearn.datasets import load_digits  # noqa: E402
-from sklearn.model_selection import train_test_split  # noqa: E402
+import matplotlib.pyplot as plt
+import torch
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
 
-from bundle.networks.classifier import ConvertibleCNN  # noqa: E402
-from bundle.spiking.conversion import convert, one_at_a_time  # noqa: E402
-from bundle.spiking.segmenter import SpikingSegmenter  # noqa: E402
+from bundle.networks.classifier import ConvertibleCNN
+from bundle.spiking.conversion import convert, one_at_a_time
+from bundle.spiking.segmenter import SpikingSegmenter
 
 VARIANTS = {  # name: (neuron, v_init)
     "binary": ("binary", 0.0),

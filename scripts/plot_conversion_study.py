@@ -13,8 +13,8 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
 CLASSES = ("background", "anterior", "posterior")
 
@@ -51,9 +51,9 @@ def main(study_json: str, out_dir: str) -> None:
     fig, (ax_s, ax_c) = plt.subplots(1, 2, figsize=(11, 4))
     for i, (name, v) in enumerate(variants.items()):
         for c, ls in zip((1, 2), ("-", "--")):
-            ax_s.plot(steps, _series(v["scale_slope"], steps, lambda x: x[c]), ls, color=f"C{i}",
+            ax_s.plot(steps, _series(v["scale_slope"], steps, lambda x, c=c: x[c]), ls, color=f"C{i}",
                       label=name if c == 1 else None)
-            ax_c.plot(steps, _series(v["scale_corr"], steps, lambda x: x[c]), ls, color=f"C{i}")
+            ax_c.plot(steps, _series(v["scale_corr"], steps, lambda x, c=c: x[c]), ls, color=f"C{i}")
     for ax, title in ((ax_s, "scale: slope of SNN score on ANN logit"), (ax_c, "correlation with ANN logit")):
         ax.axhline(1.0, color="k", lw=0.8)
         ax.set(xscale="log", xlabel="timesteps T", title=title)

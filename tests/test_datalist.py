@@ -1,6 +1,5 @@
 """Datalists from Decathlon, paired and flat folders; the split; and every bad input a user can hand us."""
 
-import gzip
 import json
 
 import numpy as np

@@ -6,9 +6,9 @@ import sys
 
 import pytest
 import torch
+from conftest import REPO
 
 from bundle.networks import ConvertibleUNet
-from conftest import REPO
 
 SMALL = ["--channels", "[4,8,16,32]", "--num_workers", "0", "--synthetic_cases", "4", "--val_fraction", "0.25"]
 
@@ -73,7 +73,7 @@ def test_convert_stage_saves_an_snn_and_evaluates_it(trained):
     assert proc.returncode == 0, proc.stderr[-3000:]
     from bundle.spiking.conversion import load_snn
 
-    snn, settings = load_snn(ConvertibleUNet(3, channels=(4, 8, 16, 32)), out / "models" / "model_snn_converted.pt")
+    _, settings = load_snn(ConvertibleUNet(3, channels=(4, 8, 16, 32)), out / "models" / "model_snn_converted.pt")
     assert settings["neuron"] == "ternary" and settings["timesteps"] == 2 and settings["mode"] == "99.9%"
     assert (out / "eval_snn_converted" / "val_mean_dice_raw.csv").is_file()
 

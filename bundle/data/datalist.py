@@ -24,14 +24,14 @@ from bundle.data.synthetic import write_synthetic_dataset
 from bundle.errors import InputError
 
 __all__ = [
-    "DatasetError",
     "NIFTI_SUFFIXES",
-    "is_nifti",
-    "find_pairs",
+    "DatasetError",
     "check_cases",
-    "split_datalist",
     "download_task04",
+    "find_pairs",
+    "is_nifti",
     "prepare_datalists",
+    "split_datalist",
 ]
 
 logger = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 from monai import transforms as mt
 
-__all__ = ["RAS_LABELS", "preprocessing", "train_transforms", "val_transforms", "postprocessing", "calibration_transforms"]
+__all__ = ["RAS_LABELS", "calibration_transforms", "postprocessing", "preprocessing", "train_transforms", "val_transforms"]
 
 # Orientationd warns that its default labels are changing: pin the meaning of "RAS" explicitly.
 RAS_LABELS = (("L", "R"), ("P", "A"), ("I", "S"))

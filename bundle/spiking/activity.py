@@ -24,7 +24,7 @@ from torch import nn
 
 from bundle.spiking.neurons import GuardedTernaryIFNode, IFNeuron
 
-__all__ = ["E_MAC_PJ", "E_AC_PJ", "ActivityMonitor", "dense_macs"]
+__all__ = ["E_AC_PJ", "E_MAC_PJ", "ActivityMonitor", "dense_macs"]
 
 E_MAC_PJ = 4.6
 E_AC_PJ = 0.9

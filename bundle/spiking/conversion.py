@@ -22,7 +22,7 @@ from torch import nn
 from bundle.errors import InputError
 from bundle.spiking.neurons import NEURON_TYPES, make_neuron
 
-__all__ = ["CONVERSION_DEFAULTS", "one_at_a_time", "convert", "output_threshold", "save_snn", "load_snn"]
+__all__ = ["CONVERSION_DEFAULTS", "convert", "load_snn", "one_at_a_time", "output_threshold", "save_snn"]
 
 logger = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ import torch
 from spikingjelly.activation_based import surrogate
 from spikingjelly.activation_based.neuron.base_node import BaseNode
 
-__all__ = ["NEURON_TYPES", "IFNeuron", "GuardedTernaryIFNode", "make_neuron"]
+__all__ = ["NEURON_TYPES", "GuardedTernaryIFNode", "IFNeuron", "make_neuron"]
 
 NEURON_TYPES = ("binary", "ternary")
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from monai.handlers import MeanDice
 from monai.handlers.utils import from_engine
 
-__all__ = ["select_class", "class_dice"]
+__all__ = ["class_dice", "select_class"]
 
 
 def select_class(index: int) -> Callable:
