@@ -49,12 +49,18 @@ def test_validate_config_reloads_the_checkpoint(trained):
     assert (out / "eval_ann" / "val_mean_dice_raw.csv").is_file()
 
 
-def test_validate_without_checkpoint_names_file_and_stage(tmp_path):
-    proc = bundle_run(
-        "validate_ann", "--output_dir", str(tmp_path), *SMALL, configs=("configs/train.json", "configs/validate.json")
-    )
+@pytest.mark.parametrize(
+    "run_id, configs, missing, made_by",
+    [
+        ("validate_ann", ("configs/train.json", "configs/validate.json"), "model_ann.pt", "train_ann"),
+        ("convert", ("configs/train.json",), "model_ann.pt", "train_ann"),
+        ("finetune_snn", ("configs/train.json",), "model_snn_converted.pt", "convert"),
+    ],
+)
+def test_stage_without_its_predecessor_names_file_and_run_id(tmp_path, run_id, configs, missing, made_by):
+    proc = bundle_run(run_id, "--output_dir", str(tmp_path), *SMALL, configs=configs)
     assert proc.returncode == 1
-    assert f"error: {tmp_path}/models/model_ann.pt: not found; run the 'train_ann' stage first" in proc.stderr
+    assert f"error: {tmp_path}/models/{missing}: not found; run the '{made_by}' stage first" in proc.stderr
 
 
 @pytest.mark.parametrize("case", ["missing", "empty"])
@@ -76,12 +82,6 @@ def test_convert_stage_saves_an_snn_and_evaluates_it(trained):
     _, settings = load_snn(ConvertibleUNet(3, channels=(4, 8, 16, 32)), out / "models" / "model_snn_converted.pt")
     assert settings["neuron"] == "ternary" and settings["timesteps"] == 2 and settings["mode"] == "99.9%"
     assert (out / "eval_snn_converted" / "val_mean_dice_raw.csv").is_file()
-
-
-def test_convert_without_ann_names_file_and_stage(tmp_path):
-    proc = bundle_run("convert", "--output_dir", str(tmp_path), *SMALL)
-    assert proc.returncode == 1
-    assert f"error: {tmp_path}/models/model_ann.pt: not found; run the 'train_ann' stage first" in proc.stderr
 
 
 def test_2d_slice_wise_training(tmp_path):
@@ -112,12 +112,6 @@ def test_finetune_stage_trains_the_converted_snn(trained):
     assert "[finetune] epoch 1/1" in proc.stdout + proc.stderr
     state = torch.load(out / "models" / "model_snn_finetuned.pt", map_location="cpu")
     assert any(k.startswith("snn.") for k in state)
-
-
-def test_finetune_without_converted_snn_names_file_and_stage(tmp_path):
-    proc = bundle_run("finetune_snn", "--output_dir", str(tmp_path), *SMALL)
-    assert proc.returncode == 1
-    assert f"error: {tmp_path}/models/model_snn_converted.pt: not found; run the 'convert' stage first" in proc.stderr
 
 
 def test_direct_training_baseline_needs_no_ann(tmp_path):
