@@ -22,6 +22,7 @@ from monai.data import partition_dataset
 
 from bundle.data.synthetic import write_synthetic_dataset
 from bundle.errors import InputError
+from bundle.options import as_bool
 
 __all__ = [
     "NIFTI_SUFFIXES",
@@ -209,7 +210,7 @@ def prepare_datalists(
     Returns:
         ``{"train": [...], "val": [...]}``.
     """
-    if download:
+    if as_bool(download, "download"):
         if not dataset_dir:
             raise ValueError("download=true needs a dataset_dir to download into.")
         dataset_dir = str(download_task04(dataset_dir))

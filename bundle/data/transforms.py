@@ -13,7 +13,14 @@ from collections.abc import Sequence
 import torch
 from monai import transforms as mt
 
-__all__ = ["RAS_LABELS", "calibration_transforms", "postprocessing", "preprocessing", "train_transforms", "val_transforms"]
+__all__ = [
+    "RAS_LABELS",
+    "calibration_transforms",
+    "postprocessing",
+    "preprocessing",
+    "train_transforms",
+    "val_transforms",
+]
 
 # Orientationd warns that its default labels are changing: pin the meaning of "RAS" explicitly.
 RAS_LABELS = (("L", "R"), ("P", "A"), ("I", "S"))
@@ -84,7 +91,9 @@ def train_transforms(spatial_dims: int = 3, patch_size: Sequence[int] = (48, 64,
     if spatial_dims not in (2, 3):
         raise ValueError(f"spatial_dims must be 2 or 3 but is {spatial_dims!r}.")
     if len(patch_size) != spatial_dims:
-        raise ValueError(f"patch_size {list(patch_size)} must have {spatial_dims} sizes for spatial_dims={spatial_dims}.")
+        raise ValueError(
+            f"patch_size {list(patch_size)} must have {spatial_dims} sizes for spatial_dims={spatial_dims}."
+        )
     xs = preprocessing() + _crop(spatial_dims, patch_size) + (_augment(spatial_dims) if augment else [])
     return mt.Compose(xs + [mt.EnsureTyped(keys="label", dtype=torch.long)])
 

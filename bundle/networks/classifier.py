@@ -16,8 +16,11 @@ class ConvertibleCNN(nn.Sequential):
 
     def __init__(self, in_channels: int = 1, classes: int = 10, width: int = 16, size: int = 8):
         def block(i, o, k=3, s=1):
-            return [nn.Conv2d(i, o, k, stride=s, padding=(k - 1) // 2 if s == 1 else 0, bias=False),
-                    nn.BatchNorm2d(o), nn.ReLU()]
+            return [
+                nn.Conv2d(i, o, k, stride=s, padding=(k - 1) // 2 if s == 1 else 0, bias=False),
+                nn.BatchNorm2d(o),
+                nn.ReLU(),
+            ]
 
         super().__init__(
             *block(in_channels, width),

@@ -17,12 +17,23 @@ from pathlib import Path
 
 import torch
 from spikingjelly.activation_based.ann2snn import FXConverter, RateCodingRecipe
+from spikingjelly.activation_based.ann2snn.modules import VoltageScaler
 from torch import nn
 
 from bundle.errors import InputError
+from bundle.options import as_bool
 from bundle.spiking.neurons import NEURON_TYPES, make_neuron
 
-__all__ = ["CONVERSION_DEFAULTS", "convert", "load_snn", "one_at_a_time", "output_threshold", "save_snn"]
+__all__ = [
+    "CONVERSION_DEFAULTS",
+    "convert",
+    "learnable_scales",
+    "load_snn",
+    "one_at_a_time",
+    "output_threshold",
+    "save_finetuned",
+    "save_snn",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -118,7 +129,7 @@ def convert(
     recipe = RateCodingRecipe(
         dataloader=images,
         mode="Max" if isinstance(mode, str) and mode.lower() == "max" else mode,
-        channel_wise=bool(channel_wise),
+        channel_wise=as_bool(channel_wise, "channel_wise"),
         neuron_factory=lambda _scale: make_neuron(neuron, 1.0, float(v_init)),
     )
     snn = FXConverter(recipe, device=device).convert(ann)
@@ -128,11 +139,55 @@ def convert(
     return snn
 
 
+def learnable_scales(snn: nn.Module, enabled: bool = True) -> nn.Module:
+    """Turn every ``VoltageScaler``'s scale (a buffer in SpikingJelly) into a trainable parameter.
+
+    The pair ``VoltageScaler(1/s) -> IF(threshold 1) -> VoltageScaler(s)`` is an IF neuron with threshold
+    ``s``; learning both factors lets fine-tuning move each layer's threshold and output gain. State-dict
+    keys are unchanged, so checkpoints load with or without this.
+    """
+    if not as_bool(enabled, "finetune_learn_scales"):
+        return snn
+    for module in snn.modules():
+        if isinstance(module, VoltageScaler) and not isinstance(module.scale, nn.Parameter):
+            value = module.scale.detach().clone()
+            del module._buffers["scale"]
+            module.scale = nn.Parameter(value)
+    return snn
+
+
 def save_snn(snn: nn.Module, path: str | Path, settings: dict) -> Path:
     """Save the SNN's weights and thresholds (all in its state dict) with the settings that rebuild it."""
+    return _write_snn(snn.state_dict(), path, settings)
+
+
+def save_finetuned(best: str | Path, converted: str | Path, path: str | Path, **training: object) -> Path:
+    """Write the best fine-tuned SNN as a self-contained SNN checkpoint (same format as :func:`save_snn`).
+
+    ``best`` is what MONAI's ``CheckpointSaver`` wrote for the fine-tuned ``SpikingSegmenter``
+    (``{"model": state dict}``, keys prefixed ``snn.``); ``converted`` supplies the conversion settings;
+    ``training`` (timesteps, epochs, learning rate...) is recorded under ``settings["finetuned"]`` and its
+    ``timesteps`` becomes the model's default T.
+    """
+    best, converted = Path(best), Path(converted)
+    for p in (best, converted):
+        if not p.is_file():
+            raise InputError(f"{p}: not found; the fine-tuning stage did not save a best checkpoint.")
+    state = torch.load(best, map_location="cpu", weights_only=True)
+    state = state.get("model", state)
+    snn_state = {k.removeprefix("snn."): v for k, v in state.items() if k.startswith("snn.")}
+    settings = dict(torch.load(converted, map_location="cpu", weights_only=True)["settings"])
+    settings["finetuned"] = {k: v for k, v in training.items()}
+    if "timesteps" in training:
+        settings["timesteps"] = int(training["timesteps"])
+    settings["readout"] = "membrane"  # fine-tuning trains the membrane readout
+    return _write_snn(snn_state, path, settings)
+
+
+def _write_snn(state_dict: dict, path: str | Path, settings: dict) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"state_dict": snn.state_dict(), "settings": dict(settings)}, path)
+    torch.save({"state_dict": state_dict, "settings": dict(settings)}, path)
     return path
 
 

@@ -12,6 +12,7 @@ import torch
 from spikingjelly.activation_based import functional
 from torch import nn
 
+from bundle.options import as_bool
 from bundle.spiking.neurons import IFNeuron
 
 __all__ = ["READOUTS", "SpikingSegmenter"]
@@ -53,7 +54,7 @@ class SpikingSegmenter(nn.Module):
         self.snn = snn
         self.timesteps = int(timesteps)
         self.readout = readout
-        self.multi_step = bool(multi_step)
+        self.multi_step = as_bool(multi_step, "multi_step")
         if readout == "rate" and out_threshold is None:
             raise ValueError("readout 'rate' needs out_threshold (see bundle.spiking.conversion.output_threshold).")
         # with a threshold, the spiking output layer runs alongside, so readouts_at can compare both
@@ -76,7 +77,9 @@ class SpikingSegmenter(nn.Module):
         """
         functional.reset_net(self)
         horizon, wanted = max(steps), sorted(set(steps))
-        out: dict[str, dict[int, torch.Tensor]] = {r: {} for r in ("membrane", "rate") if r == "membrane" or self.out_neuron}
+        out: dict[str, dict[int, torch.Tensor]] = {
+            r: {} for r in ("membrane", "rate") if r == "membrane" or self.out_neuron
+        }
         if self.multi_step:
             currents = self.snn(x.unsqueeze(0).expand(horizon, *x.shape))  # [T, B, K, ...]
             membrane = currents.cumsum(0)
@@ -101,4 +104,3 @@ class SpikingSegmenter(nn.Module):
                 if on_step:
                     on_step(t)
         return out
-

@@ -62,4 +62,6 @@ class ProgressLogger:
         self.logger.info(msg)
 
     def _completed(self, engine: Engine) -> None:
-        self.logger.info(f"[{self.stage}] finished {engine.state.epoch} epochs in {_hms(time.perf_counter() - self._start)}")
+        self.logger.info(
+            f"[{self.stage}] finished {engine.state.epoch} epochs in {_hms(time.perf_counter() - self._start)}"
+        )

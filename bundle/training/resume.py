@@ -14,6 +14,8 @@ import torch
 from ignite.engine import Engine, Events
 from ignite.handlers import Checkpoint, DiskSaver
 
+from bundle.options import as_bool
+
 __all__ = ["resumable"]
 
 logger = logging.getLogger(__name__)
@@ -28,6 +30,7 @@ def resumable(trainer: Engine, save_dir: str | Path, resume: bool = False, **obj
     save_dir = Path(save_dir)
     state = {"trainer": trainer, **objects}
     path = save_dir / "last.pt"
+    resume = as_bool(resume, "resume")
     if resume and path.is_file():
         max_epochs = trainer.state.max_epochs
         Checkpoint.load_objects(to_load=state, checkpoint=torch.load(path, map_location="cpu", weights_only=False))

@@ -1,0 +1,91 @@
+"""``hippo-snn``: the bundle's inference as a console command (the same code as configs/inference.json).
+
+    hippo-snn segment IN OUT [--model snn|snn_converted|ann] [--timesteps T] [--overwrite] [--device cpu]
+    hippo-snn evaluate DATASET OUT [--split all|val|train] [--overlays N] ...
+
+Exit status: 0 when every image was handled, 1 when any failed (each failure is one ``error:`` line).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import torch
+
+from bundle.errors import InputError
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="hippo-snn", description="Hippocampus segmentation with a spiking U-Net.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def common(q: argparse.ArgumentParser) -> None:
+        q.add_argument(
+            "--model", default="snn", choices=["snn", "snn_converted", "ann"], help="default: the fine-tuned SNN"
+        )
+        q.add_argument("--ckpt", default=None, help="checkpoint file instead of the shipped one in models/")
+        q.add_argument("--timesteps", type=int, default=None, help="SNN timesteps (default: the model's own)")
+        q.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+        q.add_argument("--roi-size", type=int, nargs=3, default=[48, 64, 48], help="sliding-window size")
+        q.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+        q.add_argument("--quiet", action="store_true", help="no progress bar, warnings and errors only")
+
+    seg = sub.add_parser("segment", help="segment every NIfTI image of a folder")
+    seg.add_argument("input_dir", help="folder of .nii/.nii.gz images, or a Decathlon task folder (imagesTs/imagesTr)")
+    seg.add_argument("output_dir", help="where masks and volumes.csv go (created if missing)")
+    common(seg)
+
+    ev = sub.add_parser("evaluate", help="segment labelled images and score them against their labels")
+    ev.add_argument("dataset_dir", help="Decathlon folder, images/ + labels/, or image + image_label files")
+    ev.add_argument("output_dir", help="where metrics.csv, summary.json, masks/ and overlays/ go")
+    ev.add_argument(
+        "--split", default="all", choices=["all", "val", "train"], help="'val': the training run's validation cases"
+    )
+    ev.add_argument("--val-fraction", type=float, default=0.2)
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--overlays", type=int, default=3, help="PNG overlays for the first N cases")
+    common(ev)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s", stream=sys.stderr, force=True
+    )
+    # imported here so that `hippo-snn --help` answers at once
+    from bundle.inference.evaluate import evaluate_folder
+    from bundle.inference.inferers import make_inferer
+    from bundle.inference.models import load_model
+    from bundle.inference.segment import segment_folder
+
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    try:
+        network, info = load_model(args.model, ckpt=args.ckpt, timesteps=args.timesteps, device=device)
+        inferer = make_inferer(3, args.roi_size)
+        if args.command == "segment":
+            report = segment_folder(
+                args.input_dir, args.output_dir, network, inferer, info, args.overwrite, device, progress=not args.quiet
+            )
+            print(report.line())
+            return 1 if report.failed else 0
+        summary = evaluate_folder(
+            args.dataset_dir, args.output_dir, network, inferer, info, args.split, args.val_fraction, args.seed,
+            args.overlays, args.overwrite, device, progress=not args.quiet,
+        )  # fmt: skip
+        print(
+            f"mean Dice {summary['mean_dice']:.4f} over {summary['cases_ok']} case(s); {Path(args.output_dir) / 'summary.json'}"
+        )
+        return 1 if summary["cases_failed"] else 0
+    except InputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,174 @@
+"""Evaluation against reference labels: per-case Dice, HD95 and volumes, a summary, and overlays.
+
+Each image goes through exactly the batch-inference pipeline (:class:`VolumeSegmenter`), and is
+scored in its own geometry against its label as stored on disk.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from monai.data import NibabelWriter
+from monai.metrics import compute_dice, compute_hausdorff_distance
+from monai.networks.utils import one_hot
+from monai.transforms import LoadImage
+from torch import nn
+from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from bundle.data.datalist import find_pairs, split_datalist
+from bundle.errors import InputError
+from bundle.inference.inputs import check_image, output_name
+from bundle.inference.overlays import save_overlay
+from bundle.inference.segment import LABELS, VolumeSegmenter, voxel_volume
+from bundle.options import as_bool
+
+__all__ = ["METRIC_FIELDS", "check_failures", "evaluate_folder"]
+
+logger = logging.getLogger("bundle.inference")
+
+METRIC_FIELDS = (
+    ["case", "status", "message"]
+    + [f"dice_{n}" for n in LABELS.values()]
+    + [f"hd95_{n}_mm" for n in LABELS.values()]
+    + [f"{n}_mm3_{w}" for n in LABELS.values() for w in ("pred", "true")]
+    + ["seconds", "mean_firing_rate", "energy_uj"]
+)
+
+
+def _scores(mask: torch.Tensor, label: torch.Tensor, spacing: np.ndarray) -> dict:
+    """Dice and HD95 (mm) per class; NaN where a class is absent from prediction or reference."""
+    pred, ref = one_hot(mask[None, None].long(), 3), one_hot(label[None, None].long(), 3)
+    dice = compute_dice(pred, ref, include_background=False, ignore_empty=True)[0]
+    hd = compute_hausdorff_distance(pred, ref, include_background=False, percentile=95, spacing=spacing.tolist())[0]
+    out = {}
+    for i, name in enumerate(LABELS.values()):
+        out[f"dice_{name}"] = round(float(dice[i]), 4)
+        h = float(hd[i])
+        out[f"hd95_{name}_mm"] = round(h, 2) if np.isfinite(h) else float("nan")
+    return out
+
+
+def evaluate_folder(
+    dataset_dir: str | Path,
+    output_dir: str | Path,
+    network: nn.Module,
+    inferer,
+    info: dict | None = None,
+    split: str = "all",
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    overlays: int = 3,
+    overwrite: bool = False,
+    device: torch.device | str = "cpu",
+    progress: bool = True,
+) -> dict:
+    """Segment the labelled images of ``dataset_dir`` and score them; write CSV, JSON summary, masks, PNGs.
+
+    ``split``: ``"all"`` pairs, or the ``"val"``/``"train"`` part of the training split (same seed and
+    fraction as training, so ``"val"`` never includes a case the model was trained on).
+    Returns the summary (means and standard deviations per metric, case counts).
+    """
+    info = info or {}
+    overwrite, progress = as_bool(overwrite, "overwrite"), as_bool(progress, "progress")
+    if split not in ("all", "val", "train"):
+        raise InputError(f"split {split!r}: choose 'all', 'val' or 'train'.")
+    pairs = find_pairs(dataset_dir)
+    if split != "all":
+        train, val = split_datalist(pairs, val_fraction, seed)
+        pairs = val if split == "val" else train
+    out = Path(output_dir).expanduser()
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: output path exists and is not a folder.")
+    for name in ("metrics.csv", "summary.json"):
+        if (out / name).exists() and not overwrite:
+            raise InputError(
+                f"{out / name}: exists; pass --overwrite true to replace it, or choose another output folder."
+            )
+    (out / "masks").mkdir(parents=True, exist_ok=True)
+    segmenter = VolumeSegmenter(network, inferer, device)
+    loader = LoadImage(image_only=True, ensure_channel_first=True)
+    rows = []
+    logger.info(f"evaluating {info.get('model', 'the network')} on {len(pairs)} labelled case(s) ({split})")
+    with logging_redirect_tqdm():
+        for i, pair in enumerate(tqdm(pairs, desc="evaluate", unit="case", disable=not progress)):
+            image = Path(pair["image"])
+            row = {"case": output_name(image)[: -len(".nii.gz")]}
+            start = time.perf_counter()
+            try:
+                check_image(image)
+                mask, activity = segmenter(image)
+                label = torch.round(torch.as_tensor(loader(pair["label"])))
+                if label.shape != mask.shape:
+                    raise InputError(
+                        f"{pair['label']}: shape {tuple(label.shape[1:])} differs from its image's {tuple(mask.shape[1:])}."
+                    )
+                spacing = np.sqrt((np.asarray(mask.affine, dtype=float)[:3, :3] ** 2).sum(0))
+                row.update(_scores(mask[0], label[0], spacing))
+                voxel = voxel_volume(mask.affine)
+                for k, name in LABELS.items():
+                    row[f"{name}_mm3_pred"] = round(float((mask == k).sum()) * voxel, 1)
+                    row[f"{name}_mm3_true"] = round(float((label == k).sum()) * voxel, 1)
+                row.update({k: f"{v:.4g}" for k, v in activity.items()})
+                row.update(status="ok", message="", seconds=f"{time.perf_counter() - start:.2f}")
+                writer = NibabelWriter(output_dtype=np.uint8)
+                writer.set_data_array(mask, channel_dim=0)
+                writer.set_metadata(mask.meta, resample=False)
+                writer.write(str(out / "masks" / output_name(image)), verbose=False)
+                if i < overlays:
+                    save_overlay(
+                        np.asarray(loader(pair["image"]))[0], mask[0].numpy(), out / "overlays" / f"{row['case']}.png",
+                        label=label[0].numpy(), title=f"{row['case']}: Dice anterior {row['dice_anterior']:.3f}, "
+                        f"posterior {row['dice_posterior']:.3f} ({info.get('model', '')})",
+                    )  # fmt: skip
+                logger.info(
+                    f"{row['case']}: Dice {row['dice_anterior']:.3f} / {row['dice_posterior']:.3f}, "
+                    f"HD95 {row['hd95_anterior_mm']} / {row['hd95_posterior_mm']} mm"
+                )
+            except InputError as e:
+                row.update(status="failed", message=str(e))
+                logger.error(f"error: {e}")
+            except Exception as e:  # noqa: BLE001 - noqa: BLE001 - this case's failure only
+                first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+                row.update(status="failed", message=f"{image}: {type(e).__name__}: {first}")
+                logger.error(f"error: {row['message']}")
+            rows.append(row)
+    with (out / "metrics.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=METRIC_FIELDS, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+    summary = _summary(rows, info, split)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    logger.info(
+        f"{summary['cases_ok']} case(s) scored, {summary['cases_failed']} failed: mean Dice {summary['mean_dice']:.4f} "
+        f"(anterior {summary['dice_anterior']['mean']:.4f}, posterior {summary['dice_posterior']['mean']:.4f}), "
+        f"HD95 {summary['hd95_anterior_mm']['mean']:.2f} / {summary['hd95_posterior_mm']['mean']:.2f} mm; results in {out}"
+    )
+    return summary
+
+
+def _summary(rows: list[dict], info: dict, split: str) -> dict:
+    ok = [r for r in rows if r["status"] == "ok"]
+    summary: dict = {**info, "split": split, "cases_ok": len(ok), "cases_failed": len(rows) - len(ok)}
+    for key in METRIC_FIELDS[3:]:
+        values = np.array([float(r[key]) for r in ok if r.get(key, "") != ""], dtype=float)
+        values = values[np.isfinite(values)]
+        summary[key] = {
+            "mean": float(values.mean()) if len(values) else float("nan"),
+            "std": float(values.std()) if len(values) else float("nan"),
+        }
+    summary["mean_dice"] = float(np.nanmean([summary[f"dice_{n}"]["mean"] for n in LABELS.values()]))
+    return summary
+
+
+def check_failures(summary: dict) -> dict:
+    """Exit with status 1 if any case could not be scored (for configs: the exit code tells)."""
+    if summary["cases_failed"]:
+        raise SystemExit(1)
+    return summary

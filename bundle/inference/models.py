@@ -1,0 +1,65 @@
+"""The shipped models by name: the fine-tuned SNN (default), the converted SNN, and the ANN.
+
+Every model comes back as MONAI sees a network: image ``[B, 1, *spatial]`` in, class scores out.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from bundle.errors import InputError
+from bundle.networks import ConvertibleUNet
+from bundle.networks.checkpoint import load_weights
+from bundle.spiking.conversion import load_snn
+from bundle.spiking.segmenter import SpikingSegmenter
+
+__all__ = ["DEFAULT_MODELS_DIR", "MODEL_FILES", "load_model"]
+
+DEFAULT_MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
+MODEL_FILES = {"snn": "model_snn_finetuned.pt", "snn_converted": "model_snn_converted.pt", "ann": "model_ann.pt"}
+_MADE_BY = {"snn": "finetune_snn", "snn_converted": "convert", "ann": "train_ann"}
+
+
+def load_model(
+    model: str = "snn",
+    models_dir: str | Path | None = None,
+    ckpt: str | Path | None = None,
+    timesteps: int | None = None,
+    device: torch.device | str = "cpu",
+    spatial_dims: int = 3,
+    channels: tuple[int, ...] = (16, 32, 64, 128),
+    multi_step: bool = False,
+) -> tuple[nn.Module, dict]:
+    """Load ``model`` (``"snn"``, ``"snn_converted"`` or ``"ann"``) in eval mode, and describe it.
+
+    ``ckpt`` overrides the file in ``models_dir``; ``timesteps`` overrides the SNN's trained T.
+    ``spatial_dims``/``channels`` describe the ANN only (SNN checkpoints record their own).
+    Returns ``(network, info)`` with info keys ``model``, ``checkpoint``, ``timesteps`` (0 for the ANN), ``neuron``.
+    """
+    if model not in MODEL_FILES:
+        raise InputError(f"model {model!r}: unknown; choose one of {sorted(MODEL_FILES)}.")
+    path = Path(ckpt) if ckpt else Path(models_dir or DEFAULT_MODELS_DIR) / MODEL_FILES[model]
+    if not path.is_file():
+        raise InputError(f"{path}: not found; run the '{_MADE_BY[model]}' stage first (or pass its path).")
+    if model == "ann":
+        network = load_weights(ConvertibleUNet(spatial_dims, 1, 3, channels), path, _MADE_BY[model], device)
+        return network, {"model": model, "checkpoint": str(path), "timesteps": 0, "neuron": "relu"}
+    try:
+        settings = torch.load(path, map_location="cpu", weights_only=True)["settings"]
+        template = ConvertibleUNet(settings["spatial_dims"], 1, 3, settings["channels"])
+    except (KeyError, TypeError, RuntimeError) as e:
+        raise InputError(f"{path}: not an SNN checkpoint of this bundle ({type(e).__name__}: {e}).") from None
+    snn, settings = load_snn(template, path, device)
+    steps = int(timesteps or settings["timesteps"])
+    network = SpikingSegmenter(
+        snn,
+        timesteps=steps,
+        readout=settings.get("readout", "membrane"),
+        out_threshold=settings.get("out_threshold"),
+        multi_step=multi_step,
+    )
+    info = {"model": model, "checkpoint": str(path), "timesteps": steps, "neuron": settings["neuron"]}
+    return network.to(device).eval(), info

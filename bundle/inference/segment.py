@@ -1,0 +1,225 @@
+"""Batch inference: a folder of NIfTI images -> one uint8 mask per image, in the image's own geometry.
+
+The per-image pipeline is MONAI's: the training pre-processing (RAS, 1 mm, intensity scaling), the
+sliding-window inferer, softmax/argmax, ``Invertd`` back to the input's shape, affine and orientation,
+and ``NibabelWriter``. The loop over images is ours because MONAI's evaluator stops at the first bad
+file, while here one bad file must only cost its own mask.
+
+Next to the masks, ``volumes.csv`` holds one row per image: anterior (head) and posterior (body and
+tail) hippocampus volumes in mm^3, the time taken, and for SNN models the mean firing rate and the
+estimated energy of that inference.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from monai import transforms as mt
+from monai.data import MetaTensor, NibabelWriter
+from monai.inferers import Inferer
+from torch import nn
+from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from bundle.data.transforms import preprocessing
+from bundle.errors import InputError
+from bundle.inference.inputs import check_image, find_images, output_name
+from bundle.options import as_bool
+from bundle.spiking.activity import ActivityMonitor
+from bundle.spiking.segmenter import SpikingSegmenter
+
+__all__ = ["CSV_FIELDS", "LABELS", "Report", "VolumeSegmenter", "finish", "segment_folder", "voxel_volume"]
+
+logger = logging.getLogger("bundle.inference")
+
+LABELS = {1: "anterior", 2: "posterior"}
+CSV_FIELDS = [
+    "case", "image", "mask", "status", "message", "anterior_mm3", "posterior_mm3", "seconds",
+    "model", "timesteps", "mean_firing_rate", "energy_uj",
+]  # fmt: skip
+
+
+def voxel_volume(affine: np.ndarray | torch.Tensor) -> float:
+    """mm^3 per voxel from a NIfTI affine."""
+    a = np.asarray(affine, dtype=np.float64)[:3, :3]
+    return float(abs(np.linalg.det(a)))
+
+
+class VolumeSegmenter:
+    """One image file -> ``(mask, activity)``: a ``[1, *shape]`` uint8 MetaTensor in the file's geometry."""
+
+    def __init__(self, network: nn.Module, inferer: Inferer, device: torch.device | str = "cpu"):
+        self.network, self.inferer, self.device = network.eval(), inferer, torch.device(device)
+        self.pre = mt.Compose(preprocessing(["image"]))
+        self.post = mt.Compose(
+            [
+                mt.Activationsd(keys="pred", softmax=True),
+                mt.AsDiscreted(keys="pred", argmax=True),
+                mt.Invertd(keys="pred", transform=self.pre, orig_keys="image", nearest_interp=True, to_tensor=True),
+            ]
+        )
+
+    def __call__(self, path: str | Path) -> tuple[MetaTensor, dict]:
+        data = self.pre({"image": str(path)})
+        x = data["image"].unsqueeze(0).to(self.device)
+        snn = self.network.snn if isinstance(self.network, SpikingSegmenter) else None
+        windows = [0]
+        counter = self.network.register_forward_pre_hook(
+            lambda _m, args: windows.__setitem__(0, windows[0] + args[0].shape[0])
+        )
+        try:
+            with torch.no_grad():
+                if snn is None:
+                    pred = self.inferer(x, self.network)
+                    activity = {}
+                else:
+                    with ActivityMonitor(snn) as monitor:
+                        pred = self.inferer(x, self.network)
+                    monitor.add_images(windows[0], self.network.timesteps)
+                    s = monitor.summary()
+                    # summary() is per window; a volume costs all its windows
+                    activity = {"mean_firing_rate": s["mean_firing_rate"], "energy_uj": s["energy_uj"] * windows[0]}
+        finally:
+            counter.remove()
+        data["pred"] = pred[0].cpu()
+        mask = self.post(data)["pred"]
+        mask = mask.to(torch.uint8) if isinstance(mask, MetaTensor) else MetaTensor(mask.to(torch.uint8))
+        return mask, activity
+
+
+@dataclass
+class Report:
+    """What one batch run did; ``failed`` decides the exit status."""
+
+    output_dir: Path
+    rows: list[dict] = field(default_factory=list)
+
+    def count(self, status: str) -> int:
+        return sum(r["status"] == status for r in self.rows)
+
+    @property
+    def failed(self) -> int:
+        return self.count("failed")
+
+    def line(self) -> str:
+        done = [r for r in self.rows if r["status"] == "ok"]
+        mean_s = f", {np.mean([float(r['seconds']) for r in done]):.1f} s per image" if done else ""
+        return (
+            f"{self.count('ok')} segmented, {self.count('skipped')} skipped (mask exists), {self.failed} failed"
+            f"{mean_s}; masks and volumes.csv in {self.output_dir}"
+        )
+
+
+def _write_mask(mask: MetaTensor, target: Path) -> None:
+    """Write via a temporary name, so an interrupted run never leaves a half-written mask."""
+    writer = NibabelWriter(output_dtype=np.uint8)
+    writer.set_data_array(mask, channel_dim=0)
+    writer.set_metadata(mask.meta, resample=False)
+    partial = target.with_name(f".{target.name}.partial.nii.gz")
+    writer.write(str(partial), verbose=False)
+    os.replace(partial, target)
+
+
+def _update_csv(path: Path, rows: list[dict]) -> None:
+    """Rows for this run's cases replace earlier rows of the same case; every other row is kept."""
+    kept = []
+    if path.is_file():
+        with path.open(newline="") as f:
+            kept = [r for r in csv.DictReader(f)]
+    ours = {r["case"] for r in rows if r["status"] != "skipped"}
+    merged = [r for r in kept if r.get("case") not in ours] + [r for r in rows if r["status"] != "skipped"]
+    merged.sort(key=lambda r: r.get("case", ""))
+    partial = path.with_name(f".{path.name}.partial")
+    with partial.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=CSV_FIELDS, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(merged)
+    os.replace(partial, path)
+
+
+def segment_folder(
+    input_dir: str | Path,
+    output_dir: str | Path,
+    network: nn.Module,
+    inferer: Inferer,
+    info: dict | None = None,
+    overwrite: bool = False,
+    device: torch.device | str = "cpu",
+    progress: bool = True,
+) -> Report:
+    """Segment every image of ``input_dir`` into ``output_dir`` (created if missing); never raises per image.
+
+    Existing masks are kept unless ``overwrite``. Raises :class:`InputError` only when there is nothing
+    to do at all (no input folder, no images, an output path that is a file).
+    """
+    info = info or {}
+    overwrite, progress = as_bool(overwrite, "overwrite"), as_bool(progress, "progress")
+    images, notes = find_images(input_dir)
+    out = Path(output_dir).expanduser()
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: output path exists and is not a folder.")
+    if not out.exists():
+        out.mkdir(parents=True)
+        logger.info(f"created output folder {out}")
+    for note in notes:
+        logger.warning(f"warning: {note}")
+    segmenter = VolumeSegmenter(network, inferer, device)
+    report = Report(out)
+    claimed: dict[str, Path] = {}
+    logger.info(
+        f"segmenting {len(images)} image(s) from {images[0].parent} with {info.get('model', 'the network')}"
+        + (f" (T={info['timesteps']})" if info.get("timesteps") else "")
+    )
+    with logging_redirect_tqdm():
+        for path in tqdm(images, desc="segment", unit="image", disable=not progress):
+            target = out / output_name(path)
+            row = {"case": output_name(path)[: -len(".nii.gz")], "image": str(path), "mask": str(target)}
+            row.update(model=info.get("model", ""), timesteps=info.get("timesteps", ""))
+            start = time.perf_counter()
+            try:
+                if target.name in claimed:
+                    raise InputError(f"{path}: its mask name {target.name} is already used by {claimed[target.name]}.")
+                claimed[target.name] = path
+                if target.exists() and not overwrite:
+                    row.update(
+                        status="skipped", message=f"{target}: exists; kept (pass --overwrite true to replace it)."
+                    )
+                    logger.warning(f"warning: {row['message']}")
+                    report.rows.append(row)
+                    continue
+                check_image(path)
+                mask, activity = segmenter(path)
+                _write_mask(mask, target)
+                voxel = voxel_volume(mask.affine)
+                row.update({f"{name}_mm3": round(float((mask == k).sum()) * voxel, 1) for k, name in LABELS.items()})
+                row.update({k: f"{v:.4g}" for k, v in activity.items()})
+                row.update(status="ok", message="", seconds=f"{time.perf_counter() - start:.2f}")
+                logger.info(
+                    f"{path.name}: anterior {row['anterior_mm3']:.0f} mm3, posterior {row['posterior_mm3']:.0f} mm3, "
+                    f"{row['seconds']} s"
+                )
+            except InputError as e:
+                row.update(status="failed", message=str(e))
+                logger.error(f"error: {e}")
+            except Exception as e:  # noqa: BLE001 - noqa: BLE001 - any other failure is this image's alone: report it, go on
+                first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+                row.update(status="failed", message=f"{path}: {type(e).__name__}: {first}")
+                logger.error(f"error: {row['message']}")
+            report.rows.append(row)
+    _update_csv(out / "volumes.csv", report.rows)
+    logger.info(report.line())
+    return report
+
+
+def finish(report: Report) -> Report:
+    """Exit with status 1 if any image failed (for configs and scripts: the exit code tells)."""
+    if report.failed:
+        raise SystemExit(1)
+    return report

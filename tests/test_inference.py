@@ -1,0 +1,218 @@
+"""Batch inference: real Task04 images in, masks in their own geometry and volumes out; bad input."""
+
+import csv
+import gzip
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+from conftest import REPO, write_nifti
+
+from bundle.cli import main
+from bundle.inference.inferers import make_inferer
+from bundle.inference.models import load_model
+from bundle.inference.segment import segment_folder
+
+CASES = ["hippocampus_001", "hippocampus_003"]
+
+
+@pytest.fixture(scope="module")
+def ann():
+    return load_model("ann")
+
+
+@pytest.fixture
+def real_images(task04, tmp_path) -> Path:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for case in CASES:
+        (folder / f"{case}.nii.gz").write_bytes((task04 / "imagesTr" / f"{case}.nii.gz").read_bytes())
+    return folder
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.mean([2 * ((a == k) & (b == k)).sum() / max((a == k).sum() + (b == k).sum(), 1) for k in (1, 2)]))
+
+
+def segment(ann, src, dst, **kw):
+    network, info = ann
+    return segment_folder(src, dst, network, make_inferer(3, [48, 64, 48]), info, progress=False, **kw)
+
+
+def test_real_cases_give_masks_in_their_own_geometry_and_volumes(ann, real_images, task04, tmp_path):
+    report = segment(ann, real_images, tmp_path / "out")
+    assert report.failed == 0 and report.count("ok") == 2
+    rows = {r["case"]: r for r in csv.DictReader((tmp_path / "out" / "volumes.csv").open())}
+    for case in CASES:
+        image = nib.load(real_images / f"{case}.nii.gz")
+        mask = nib.load(tmp_path / "out" / f"{case}.nii.gz")
+        assert mask.shape == image.shape
+        np.testing.assert_allclose(mask.affine, image.affine, atol=1e-4)
+        assert mask.get_data_dtype() == np.uint8
+        m = np.asanyarray(mask.dataobj)
+        assert set(np.unique(m)) == {0, 1, 2}
+        truth = np.asanyarray(nib.load(task04 / "labelsTr" / f"{case}.nii.gz").dataobj).round()
+        assert dice(m, truth) > 0.75  # the shipped ANN scores 0.88 on average
+        voxel = abs(np.linalg.det(image.affine[:3, :3]))
+        assert float(rows[case]["anterior_mm3"]) == pytest.approx((m == 1).sum() * voxel, rel=1e-3)
+        assert float(rows[case]["posterior_mm3"]) == pytest.approx((m == 2).sum() * voxel, rel=1e-3)
+        assert rows[case]["status"] == "ok"
+
+
+def test_reoriented_and_resampled_copy_agrees_with_the_original(ann, real_images, tmp_path):
+    from monai.transforms import Spacing
+
+    segment(ann, real_images, tmp_path / "orig")
+    case = CASES[0]
+    img = nib.load(real_images / f"{case}.nii.gz")
+    data = np.asanyarray(img.dataobj).astype(np.float32)
+    # reorient: flip the first two axes and swap the last two (exact, no interpolation)
+    flip = np.diag([-1.0, -1.0, 1.0, 1.0])
+    flip[0, 3], flip[1, 3] = data.shape[0] - 1, data.shape[1] - 1
+    swap = np.eye(4)[[0, 2, 1, 3]]
+    reoriented = np.transpose(data[::-1, ::-1, :], (0, 2, 1))
+    affine = img.affine @ flip @ swap
+    src = tmp_path / "moved"
+    write_nifti(src / "reoriented.nii.gz", reoriented, affine)
+    # resample to anisotropic 1.3 x 0.8 x 1.1 mm with MONAI
+    resampled = Spacing(pixdim=(1.3, 0.8, 1.1), mode="bilinear")(
+        __import__("monai").data.MetaTensor(data[None], affine=img.affine)
+    )
+    write_nifti(src / "resampled.nii.gz", np.asarray(resampled[0]), np.asarray(resampled.affine))
+    report = segment(ann, src, tmp_path / "moved_out")
+    assert report.failed == 0
+    original = np.asanyarray(nib.load(tmp_path / "orig" / f"{case}.nii.gz").dataobj)
+
+    out = nib.load(tmp_path / "moved_out" / "reoriented.nii.gz")
+    assert out.shape == reoriented.shape
+    np.testing.assert_allclose(out.affine, affine, atol=1e-4)
+    back = np.transpose(np.asanyarray(out.dataobj), (0, 2, 1))[::-1, ::-1, :]
+    assert dice(back, original) > 0.95
+
+    out = nib.load(tmp_path / "moved_out" / "resampled.nii.gz")
+    assert out.shape == tuple(resampled.shape[1:])
+    np.testing.assert_allclose(out.affine, np.asarray(resampled.affine), atol=1e-4)
+    # bring the mask back to the original grid (nearest) and compare
+    from monai.transforms import SpatialResample
+
+    back = SpatialResample(mode="nearest")(
+        __import__("monai").data.MetaTensor(np.asanyarray(out.dataobj)[None].astype(np.float32), affine=out.affine),
+        dst_affine=img.affine,
+        spatial_size=data.shape,
+    )
+    assert dice(np.asarray(back[0]).round(), original) > 0.8
+
+
+def _bad_inputs(folder: Path, good: Path) -> dict[str, str]:
+    """Write one file per kind of bad input; return {file name: expected words in its error}."""
+    blob = good.read_bytes()
+    (folder / "truncated.nii.gz").write_bytes(blob[: len(blob) // 2])
+    (folder / "zero.nii.gz").write_bytes(b"")
+    (folder / "notgzip.nii.gz").write_bytes(b"this is not a NIfTI file at all")
+    write_nifti(folder / "fourd.nii.gz", np.random.rand(8, 9, 7, 3).astype(np.float32))
+    write_nifti(folder / "twod.nii.gz", np.random.rand(20, 24).astype(np.float32))
+    nan = np.random.rand(20, 24, 16).astype(np.float32)
+    nan[:] = np.nan
+    write_nifti(folder / "nan.nii.gz", nan)
+    (folder / "README.txt").write_text("not an image")
+    return {
+        "truncated.nii.gz": "unreadable",
+        "zero.nii.gz": "empty file",
+        "notgzip.nii.gz": "unreadable",
+        "fourd.nii.gz": "4D",
+        "twod.nii.gz": "2D",
+        "nan.nii.gz": "NaN",
+    }
+
+
+def test_each_bad_input_is_one_line_naming_the_file_and_the_rest_still_run(real_images, tmp_path, capsys):
+    expected = _bad_inputs(real_images, real_images / f"{CASES[0]}.nii.gz")
+    out = tmp_path / "missing" / "out"  # a missing output folder is created
+    status = main(["segment", str(real_images), str(out), "--model", "ann", "--quiet"])
+    err = capsys.readouterr().err
+    assert status == 1  # something failed
+    for name, words in expected.items():
+        lines = [line for line in err.splitlines() if line.startswith("error:") and name in line]
+        assert len(lines) == 1, (name, err)
+        assert words in lines[0] and str(real_images / name) in lines[0]
+        assert not (out / name).exists()
+    assert "README.txt: not a NIfTI image" in err
+    for case in CASES:  # the good cases are segmented all the same
+        assert (out / f"{case}.nii.gz").is_file()
+    rows = {r["case"]: r["status"] for r in csv.DictReader((out / "volumes.csv").open())}
+    assert rows == {**{c: "ok" for c in CASES}, **{n[: -len(".nii.gz")]: "failed" for n in expected}}
+    assert "Traceback" not in err
+
+
+def test_existing_masks_are_kept_unless_overwrite_is_asked(real_images, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["segment", str(real_images), str(out), "--model", "ann", "--quiet"]) == 0
+    target = out / f"{CASES[0]}.nii.gz"
+    target.write_bytes(b"precious")  # stands for a mask the user corrected by hand
+    csv_before = (out / "volumes.csv").read_text()
+    assert main(["segment", str(real_images), str(out), "--model", "ann", "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert target.read_bytes() == b"precious"
+    assert f"{target}: exists; kept" in err
+    assert (out / "volumes.csv").read_text() == csv_before  # the existing rows stay
+    assert main(["segment", str(real_images), str(out), "--model", "ann", "--quiet", "--overwrite"]) == 0
+    assert nib.load(target).shape == nib.load(real_images / f"{CASES[0]}.nii.gz").shape
+
+
+def test_empty_or_missing_input_folder_is_one_error(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main(["segment", str(tmp_path / "empty"), str(tmp_path / "out"), "--model", "ann"]) == 1
+    assert main(["segment", str(tmp_path / "nowhere"), str(tmp_path / "out"), "--model", "ann"]) == 1
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert err == [
+        f"error: {tmp_path / 'empty'}: holds no NIfTI images (.nii or .nii.gz).",
+        f"error: {tmp_path / 'nowhere'}: input folder does not exist.",
+    ]
+
+
+def test_bundle_config_segments_with_the_default_spiking_model(real_images, tmp_path):
+    """The README's command: monai.bundle with configs/inference.json, the shipped fine-tuned SNN."""
+    (real_images / f"{CASES[1]}.nii.gz").unlink()  # one case keeps the SNN run short
+    (real_images / "broken.nii.gz").write_bytes(gzip.compress(b"\0" * 400)[:50])
+    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", "configs/inference.json"]
+    cmd += ["--dataset_dir", str(real_images), "--output_dir", str(tmp_path / "out"), "--progress", "false"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 1, proc.stdout + proc.stderr  # broken.nii.gz failed
+    assert "broken.nii.gz: unreadable NIfTI" in proc.stdout + proc.stderr
+    rows = list(csv.DictReader((tmp_path / "out" / "volumes.csv").open()))
+    ok = [r for r in rows if r["status"] == "ok"]
+    assert [r["case"] for r in ok] == [CASES[0]]
+    assert ok[0]["model"] == "snn" and int(ok[0]["timesteps"]) >= 1
+    assert 0 < float(ok[0]["mean_firing_rate"]) < 1 and float(ok[0]["energy_uj"]) > 0
+    assert float(ok[0]["anterior_mm3"]) > 500 and float(ok[0]["posterior_mm3"]) > 500
+
+
+def test_evaluate_writes_per_case_scores_summary_and_overlays(task04, tmp_path, capsys):
+    data = tmp_path / "data"
+    for case in CASES:
+        for sub in ("images", "labels"):
+            (data / sub).mkdir(parents=True, exist_ok=True)
+            src = task04 / f"{sub}Tr" / f"{case}.nii.gz"
+            (data / sub / f"{case}.nii.gz").write_bytes(src.read_bytes())
+    out = tmp_path / "eval"
+    assert main(["evaluate", str(data), str(out), "--model", "ann", "--quiet", "--overlays", "1"]) == 0
+    rows = list(csv.DictReader((out / "metrics.csv").open()))
+    assert [r["case"] for r in rows] == CASES
+    for r in rows:
+        assert float(r["dice_anterior"]) > 0.7 and float(r["dice_posterior"]) > 0.7
+        assert 0 <= float(r["hd95_anterior_mm"]) < 10
+        assert float(r["anterior_mm3_true"]) > 0 and float(r["posterior_mm3_pred"]) > 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["cases_ok"] == 2 and summary["mean_dice"] > 0.7
+    assert (out / "overlays" / f"{CASES[0]}.png").stat().st_size > 10_000
+    assert not (out / "overlays" / f"{CASES[1]}.png").exists()
+    assert (out / "masks" / f"{CASES[1]}.nii.gz").is_file()
+    # a second run does not overwrite the results silently
+    assert main(["evaluate", str(data), str(out), "--model", "ann", "--quiet"]) == 1
+    assert "metrics.csv: exists" in capsys.readouterr().err
