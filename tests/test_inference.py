@@ -216,3 +216,23 @@ def test_evaluate_writes_per_case_scores_summary_and_overlays(task04, tmp_path, 
     # a second run does not overwrite the results silently
     assert main(["evaluate", str(data), str(out), "--model", "ann", "--quiet"]) == 1
     assert "metrics.csv: exists" in capsys.readouterr().err
+
+
+def test_export_ann_with_ckpt_export_and_snn_by_tracing(tmp_path):
+    import torch
+
+    from bundle.inference.export import export_snn
+
+    cmd = [sys.executable, "-m", "monai.bundle", "ckpt_export", "network_def", "--filepath", str(tmp_path / "ann.ts")]
+    cmd += ["--ckpt_file", "models/model_ann.pt", "--meta_file", "configs/metadata.json"]
+    cmd += ["--config_file", "configs/inference.json"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    x = torch.rand(1, 1, 48, 64, 48)
+    network, _ = load_model("ann")
+    with torch.no_grad():
+        assert torch.allclose(torch.jit.load(str(tmp_path / "ann.ts"))(x), network(x), atol=1e-4)
+        snn, _ = load_model("snn_converted", timesteps=2)
+        path = export_snn(snn, tmp_path / "snn.ts", [48, 64, 48])
+        assert torch.allclose(torch.jit.load(str(path))(x), snn(x), atol=1e-5)

@@ -110,8 +110,14 @@ def test_finetune_stage_trains_the_converted_snn(trained):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "[finetune] epoch 1/1" in proc.stdout + proc.stderr
-    state = torch.load(out / "models" / "model_snn_finetuned.pt", map_location="cpu")
-    assert any(k.startswith("snn.") for k in state)
+    ckpt = torch.load(out / "models" / "model_snn_finetuned.pt", map_location="cpu", weights_only=True)
+    assert ckpt["settings"]["timesteps"] == 2 and ckpt["settings"]["finetuned"]["epochs"] == 1
+    assert 0 <= ckpt["settings"]["finetuned"]["best_val_mean_dice"] <= 1
+    # self-contained: inference rebuilds it from the file alone
+    from bundle.inference.models import load_model
+
+    network, info = load_model("snn", ckpt=out / "models" / "model_snn_finetuned.pt")
+    assert info["timesteps"] == 2 and network(torch.rand(1, 1, 16, 16, 16)).shape == (1, 3, 16, 16, 16)
 
 
 def test_direct_training_baseline_needs_no_ann(tmp_path):

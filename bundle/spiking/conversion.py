@@ -161,27 +161,28 @@ def save_snn(snn: nn.Module, path: str | Path, settings: dict) -> Path:
     return _write_snn(snn.state_dict(), path, settings)
 
 
-def save_finetuned(best: str | Path, converted: str | Path, path: str | Path, **training: object) -> Path:
+def save_finetuned(best: str | Path, settings: dict, path: str | Path, **training: object) -> Path:
     """Write the best fine-tuned SNN as a self-contained SNN checkpoint (same format as :func:`save_snn`).
 
     ``best`` is what MONAI's ``CheckpointSaver`` wrote for the fine-tuned ``SpikingSegmenter``
-    (``{"model": state dict}``, keys prefixed ``snn.``); ``converted`` supplies the conversion settings;
-    ``training`` (timesteps, epochs, learning rate...) is recorded under ``settings["finetuned"]`` and its
-    ``timesteps`` becomes the model's default T.
+    (``{"model": state dict}``, keys prefixed ``snn.``); ``settings`` are those of the network that was
+    fine-tuned (the converted checkpoint's); ``training`` (timesteps, epochs, learning rate...) is
+    recorded under ``settings["finetuned"]``, and its ``timesteps`` becomes the model's default T.
     """
-    best, converted = Path(best), Path(converted)
-    for p in (best, converted):
-        if not p.is_file():
-            raise InputError(f"{p}: not found; the fine-tuning stage did not save a best checkpoint.")
+    best = Path(best)
+    if not best.is_file():
+        raise InputError(f"{best}: not found; the fine-tuning stage saved no best checkpoint (did it validate?).")
     state = torch.load(best, map_location="cpu", weights_only=True)
     state = state.get("model", state)
     snn_state = {k.removeprefix("snn."): v for k, v in state.items() if k.startswith("snn.")}
-    settings = dict(torch.load(converted, map_location="cpu", weights_only=True)["settings"])
-    settings["finetuned"] = {k: v for k, v in training.items()}
+    settings = dict(settings)
+    settings["finetuned"] = {k: (v.item() if isinstance(v, torch.Tensor) else v) for k, v in training.items()}
     if "timesteps" in training:
         settings["timesteps"] = int(training["timesteps"])
     settings["readout"] = "membrane"  # fine-tuning trains the membrane readout
-    return _write_snn(snn_state, path, settings)
+    path = _write_snn(snn_state, path, settings)
+    logger.info(f"fine-tuned SNN (T={settings['timesteps']}) saved to {path}")
+    return path
 
 
 def _write_snn(state_dict: dict, path: str | Path, settings: dict) -> Path:

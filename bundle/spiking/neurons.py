@@ -18,8 +18,9 @@ from __future__ import annotations
 import torch
 from spikingjelly.activation_based import surrogate
 from spikingjelly.activation_based.neuron.base_node import BaseNode
+from torch import nn
 
-__all__ = ["NEURON_TYPES", "GuardedTernaryIFNode", "IFNeuron", "make_neuron"]
+__all__ = ["NEURON_TYPES", "SURROGATES", "GuardedTernaryIFNode", "IFNeuron", "make_neuron", "set_surrogate"]
 
 NEURON_TYPES = ("binary", "ternary")
 
@@ -108,3 +109,19 @@ def make_neuron(kind: str, v_threshold: float = 1.0, v_init: float = 0.0, step_m
     if kind == "ternary":
         return GuardedTernaryIFNode(v_threshold, v_init, step_mode=step_mode)
     raise ValueError(f"neuron type must be one of {NEURON_TYPES} but is {kind!r}.")
+
+
+SURROGATES = {"atan": surrogate.ATan, "sigmoid": surrogate.Sigmoid, "piecewise_quadratic": surrogate.PiecewiseQuadratic}
+
+
+def set_surrogate(network: nn.Module, name: str = "atan", alpha: float | None = None) -> nn.Module:
+    """Give every neuron of ``network`` the surrogate gradient ``name`` (SpikingJelly's, with its ``alpha``).
+
+    Only the backward pass changes: the spikes of a converted network stay the same.
+    """
+    if name not in SURROGATES:
+        raise ValueError(f"surrogate must be one of {sorted(SURROGATES)} but is {name!r}.")
+    for module in network.modules():
+        if isinstance(module, (IFNeuron, GuardedTernaryIFNode)):
+            module.surrogate_function = SURROGATES[name]() if alpha is None else SURROGATES[name](alpha=float(alpha))
+    return network
