@@ -47,3 +47,57 @@ def test_one_epoch_of_spiking_training_lowers_the_loss():
     with torch.no_grad():
         after = float(loss_fn(seg.eval()(x), y))
     assert after < before - 0.01, (before, after)
+
+
+def test_learnable_scales_train_and_keep_the_checkpoint_format(tmp_path):
+    from spikingjelly.activation_based.ann2snn.modules import VoltageScaler
+
+    from bundle.spiking.conversion import learnable_scales, load_snn, save_finetuned
+
+    ann, x, y = _problem()
+    snn = convert(ann, one_at_a_time([x]), neuron="ternary")
+    keys = set(snn.state_dict())
+    with torch.no_grad():
+        before = SpikingSegmenter(snn, timesteps=3)(x)
+    learnable_scales(snn, "true")  # a command-line string works as well as a bool
+    scales = [m.scale for m in snn.modules() if isinstance(m, VoltageScaler)]
+    assert scales and all(isinstance(s, torch.nn.Parameter) for s in scales)
+    assert set(snn.state_dict()) == keys
+    seg = SpikingSegmenter(snn, timesteps=3)
+    with torch.no_grad():
+        assert torch.equal(seg(x), before)  # same network, only trainable now
+    DiceLoss(to_onehot_y=True, softmax=True)(seg(x), y).backward()
+    assert all(s.grad is not None and s.grad.abs().sum() > 0 for s in scales)
+    with torch.no_grad():
+        scales[1].mul_(1.5)
+    torch.save({"model": seg.state_dict()}, tmp_path / "best.pt")  # what CheckpointSaver writes
+    settings = {"mode": "99.9%", "channel_wise": False, "neuron": "ternary", "v_init": 0.5, "timesteps": 16}
+    path = save_finetuned(tmp_path / "best.pt", settings, tmp_path / "ft.pt", timesteps=3, epochs=2)
+    loaded, saved = load_snn(ann, path)
+    assert saved["timesteps"] == 3 and saved["finetuned"] == {"timesteps": 3, "epochs": 2}
+    with torch.no_grad():
+        assert torch.allclose(SpikingSegmenter(loaded, timesteps=3)(x), seg(x))
+
+
+def test_surrogate_changes_gradients_not_spikes():
+    from bundle.spiking.neurons import set_surrogate
+
+    ann, x, y = _problem()
+    snn = convert(ann, one_at_a_time([x]), neuron="ternary")
+    seg = SpikingSegmenter(snn, timesteps=3)
+    grads, outs = [], []
+    for name in ("atan", "sigmoid"):
+        set_surrogate(snn, name, 4.0)
+        seg.zero_grad()
+        out = seg(x)
+        DiceLoss(to_onehot_y=True, softmax=True)(out, y).backward()
+        outs.append(out.detach())
+        grads.append(next(p for p in seg.parameters()).grad.clone())
+    assert torch.equal(outs[0], outs[1])
+    assert not torch.allclose(grads[0], grads[1])
+    try:
+        set_surrogate(snn, "nonsense")
+    except ValueError as e:
+        assert "atan" in str(e)
+    else:
+        raise AssertionError("an unknown surrogate was accepted")
