@@ -77,7 +77,9 @@ def main(study: str, docs: str) -> None:
             f"| {rate:.3f} | {energy:.0f} |".replace("nan", "-")
         )
     print()
-    print("| run | start Dice | best Dice (epoch) | epochs to 95% of best | wall time to 95% | epochs, total wall time |")
+    print(
+        "| run | start Dice | best Dice (epoch) | epochs to 95% of best | wall time to 95% | epochs, total wall time |"
+    )
     print("| --- | --- | --- | --- | --- | --- |")
     for name, e in result["efficiency"].items():
         start = "-" if e.get("start_dice") is None else f"{e['start_dice']:.3f}"
@@ -104,8 +106,14 @@ def main(study: str, docs: str) -> None:
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    for prefix, label in [("converted_ternary_T", "converted"), ("ft_ternary_T", "fine-tuned"), ("direct_ternary_T", "direct")]:
-        pts = sorted((int(k[len(prefix) :]), v["mean_dice"]) for k, v in evals.items() if re.fullmatch(prefix + r"\d+", k))
+    for prefix, label in [
+        ("converted_ternary_T", "converted"),
+        ("ft_ternary_T", "fine-tuned"),
+        ("direct_ternary_T", "direct"),
+    ]:
+        pts = sorted(
+            (int(k[len(prefix) :]), v["mean_dice"]) for k, v in evals.items() if re.fullmatch(prefix + r"\d+", k)
+        )
         if pts:
             ax.plot(*zip(*pts), marker="o", label=f"{label} (ternary)")
     for name, marker in [("converted_binary_T4", "s"), ("ft_binary_T4", "D")]:

@@ -28,7 +28,9 @@ def test_gradients_reach_every_trainable_parameter():
     loss.backward()
     params = dict(seg.named_parameters())
     assert params, "the converted SNN has no trainable parameters"
-    missing = [n for n, p in params.items() if p.grad is None or not torch.isfinite(p.grad).all() or p.grad.abs().sum() == 0]
+    missing = [
+        n for n, p in params.items() if p.grad is None or not torch.isfinite(p.grad).all() or p.grad.abs().sum() == 0
+    ]
     assert not missing, f"no gradient reached {missing}"
 
 
@@ -40,8 +42,13 @@ def test_one_epoch_of_spiking_training_lowers_the_loss():
         before = float(loss_fn(seg(x), y))
     data = [{"image": x, "label": y}] * 30  # one epoch = 30 steps on the same batch
     trainer = SupervisedTrainer(
-        device=torch.device("cpu"), max_epochs=1, train_data_loader=data, network=seg,
-        optimizer=torch.optim.Adam(seg.parameters(), 1e-2), loss_function=loss_fn, decollate=False,
+        device=torch.device("cpu"),
+        max_epochs=1,
+        train_data_loader=data,
+        network=seg,
+        optimizer=torch.optim.Adam(seg.parameters(), 1e-2),
+        loss_function=loss_fn,
+        decollate=False,
     )
     trainer.run()
     with torch.no_grad():

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from monai.data import NibabelWriter
 from monai.metrics import compute_dice, compute_hausdorff_distance
 from monai.networks.utils import one_hot
 from monai.transforms import LoadImage
@@ -26,7 +25,7 @@ from bundle.data.datalist import find_pairs, split_datalist
 from bundle.errors import InputError
 from bundle.inference.inputs import check_image, output_name
 from bundle.inference.overlays import save_overlay
-from bundle.inference.segment import LABELS, VolumeSegmenter, voxel_volume
+from bundle.inference.segment import LABELS, VolumeSegmenter, voxel_volume, write_mask
 from bundle.options import as_bool
 
 __all__ = ["METRIC_FIELDS", "check_failures", "evaluate_folder"]
@@ -117,10 +116,7 @@ def evaluate_folder(
                     row[f"{name}_mm3_true"] = round(float((label == k).sum()) * voxel, 1)
                 row.update({k: f"{v:.4g}" for k, v in activity.items()})
                 row.update(status="ok", message="", seconds=f"{time.perf_counter() - start:.2f}")
-                writer = NibabelWriter(output_dtype=np.uint8)
-                writer.set_data_array(mask, channel_dim=0)
-                writer.set_metadata(mask.meta, resample=False)
-                writer.write(str(out / "masks" / output_name(image)), verbose=False)
+                write_mask(mask, out / "masks" / output_name(image))
                 if i < overlays:
                     save_overlay(
                         np.asarray(loader(pair["image"]))[0], mask[0].numpy(), out / "overlays" / f"{row['case']}.png",

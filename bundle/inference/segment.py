@@ -35,7 +35,16 @@ from bundle.options import as_bool
 from bundle.spiking.activity import ActivityMonitor
 from bundle.spiking.segmenter import SpikingSegmenter
 
-__all__ = ["CSV_FIELDS", "LABELS", "Report", "VolumeSegmenter", "finish", "segment_folder", "voxel_volume"]
+__all__ = [
+    "CSV_FIELDS",
+    "LABELS",
+    "Report",
+    "VolumeSegmenter",
+    "finish",
+    "segment_folder",
+    "voxel_volume",
+    "write_mask",
+]
 
 logger = logging.getLogger("bundle.inference")
 
@@ -117,14 +126,17 @@ class Report:
         )
 
 
-def _write_mask(mask: MetaTensor, target: Path) -> None:
-    """Write via a temporary name, so an interrupted run never leaves a half-written mask."""
+def write_mask(mask: MetaTensor, target: str | Path) -> Path:
+    """Write a ``[1, *shape]`` mask as uint8 NIfTI with its own affine, via a temporary name (an
+    interrupted run never leaves a half-written mask)."""
+    target = Path(target)
     writer = NibabelWriter(output_dtype=np.uint8)
     writer.set_data_array(mask, channel_dim=0)
     writer.set_metadata(mask.meta, resample=False)
     partial = target.with_name(f".{target.name}.partial.nii.gz")
     writer.write(str(partial), verbose=False)
     os.replace(partial, target)
+    return target
 
 
 def _update_csv(path: Path, rows: list[dict]) -> None:
@@ -196,7 +208,7 @@ def segment_folder(
                     continue
                 check_image(path)
                 mask, activity = segmenter(path)
-                _write_mask(mask, target)
+                write_mask(mask, target)
                 voxel = voxel_volume(mask.affine)
                 row.update({f"{name}_mm3": round(float((mask == k).sum()) * voxel, 1) for k, name in LABELS.items()})
                 row.update({k: f"{v:.4g}" for k, v in activity.items()})

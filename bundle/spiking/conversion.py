@@ -28,6 +28,7 @@ __all__ = [
     "CONVERSION_DEFAULTS",
     "convert",
     "learnable_scales",
+    "param_groups",
     "load_snn",
     "one_at_a_time",
     "output_threshold",
@@ -154,6 +155,20 @@ def learnable_scales(snn: nn.Module, enabled: bool = True) -> nn.Module:
             del module._buffers["scale"]
             module.scale = nn.Parameter(value)
     return snn
+
+
+def param_groups(network: nn.Module, lr: float, scale_lr: float | None = None) -> list[dict]:
+    """Optimizer groups: weights and biases at ``lr``; learnable ``VoltageScaler`` scales at ``scale_lr``.
+
+    Scales are O(1-10) while weights are O(0.01): one learning rate cannot suit both under Adam,
+    whose steps are about ``lr`` in absolute size whatever the parameter's magnitude.
+    """
+    scales = [m.scale for m in network.modules() if isinstance(m, VoltageScaler) and isinstance(m.scale, nn.Parameter)]
+    ids = {id(p) for p in scales}
+    groups = [{"params": [p for p in network.parameters() if id(p) not in ids], "lr": float(lr)}]
+    if scales:
+        groups.append({"params": scales, "lr": float(lr if scale_lr is None else scale_lr)})
+    return groups
 
 
 def save_snn(snn: nn.Module, path: str | Path, settings: dict) -> Path:

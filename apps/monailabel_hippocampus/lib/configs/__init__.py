@@ -1,0 +1,1 @@
+"""Per-task configuration: which bundle models the app serves."""

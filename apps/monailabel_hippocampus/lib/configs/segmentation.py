@@ -1,0 +1,102 @@
+"""What the app serves, read from ``--conf``: which of the bundle's models, from which files, at which T.
+
+Every ``--conf`` key of the app is listed in :data:`CONF_KEYS`. The sliding-window settings are not
+conf keys: they are read from the bundle's own ``configs/inference.json``, so the app and the batch
+inference cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from bundle.errors import InputError
+from bundle.inference.models import MODEL_FILES
+
+__all__ = ["BUNDLE_ROOT", "CONF_KEYS", "DEFAULT_MODELS", "ModelChoice", "inference_settings", "model_choices"]
+
+logger = logging.getLogger(__name__)
+
+BUNDLE_ROOT = Path(__file__).resolve().parents[4]  # apps/monailabel_hippocampus/lib/configs/ -> the bundle
+DEFAULT_MODELS = ("snn", "ann")
+DESCRIPTIONS = {
+    "snn": "fine-tuned spiking U-Net",
+    "snn_converted": "spiking U-Net converted from the ANN, not fine-tuned",
+    "ann": "the conventional U-Net the SNN was converted from",
+}
+CONF_KEYS = {
+    "models": f"comma-separated models to serve, first = default: {', '.join(MODEL_FILES)} or 'all' "
+    f"(default: {','.join(DEFAULT_MODELS)})",
+    "models_dir": "folder holding the model files (default: the bundle's models/)",
+    **{f"{m}_ckpt": f"checkpoint for '{m}' instead of <models_dir>/{f}" for m, f in MODEL_FILES.items()},
+    "timesteps": "SNN timesteps T for every SNN model (default: each checkpoint's own T)",
+    "allow_remote": "true: allow a --host other than loopback (default: false, the app refuses to start)",
+}
+# keys that MONAI Label itself reads from --conf
+_MONAILABEL_KEYS = {"server_mode"}
+_SETTINGS = ("spatial_dims", "channels", "roi_size", "sw_batch_size", "overlap", "multi_step")
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """One model to serve: its bundle name, its checkpoint file and an optional T override."""
+
+    name: str
+    checkpoint: Path
+    timesteps: int | None = None
+
+    @property
+    def description(self) -> str:
+        return f"{DESCRIPTIONS[self.name]} ({self.checkpoint.name})"
+
+
+def model_choices(conf: Mapping[str, str]) -> list[ModelChoice]:
+    """The models named by ``conf["models"]``, in that order; every checkpoint must exist.
+
+    Raises :class:`InputError` naming the conf key or the missing file (the server then does not start).
+    """
+    for key in sorted(set(conf) - set(CONF_KEYS) - _MONAILABEL_KEYS):
+        logger.warning(f"warning: --conf {key}: not a key of this app; ignored (keys: {', '.join(CONF_KEYS)})")
+    names = [n.strip() for n in str(conf.get("models", ",".join(DEFAULT_MODELS))).split(",") if n.strip()]
+    if names == ["all"]:
+        names = list(MODEL_FILES)
+    unknown = [n for n in names if n not in MODEL_FILES]
+    if unknown or not names:
+        raise InputError(f"--conf models {conf.get('models')!r}: choose from {', '.join(MODEL_FILES)} or 'all'.")
+    timesteps = _timesteps(conf.get("timesteps"))
+    models_dir = Path(conf.get("models_dir") or BUNDLE_ROOT / "models").expanduser()
+    choices = []
+    for name in dict.fromkeys(names):  # keep the order, drop repeats
+        ckpt = conf.get(f"{name}_ckpt")
+        path = Path(ckpt).expanduser() if ckpt else models_dir / MODEL_FILES[name]
+        if not path.is_file():
+            hint = f"pass --conf {name}_ckpt PATH" + (", or serve 'snn_converted'" if name == "snn" else "")
+            raise InputError(f"{path}: model file for '{name}' not found; {hint}.")
+        choices.append(ModelChoice(name, path.resolve(), None if name == "ann" else timesteps))
+    return choices
+
+
+def _timesteps(value: str | None) -> int | None:
+    if value in (None, "", "none", "null"):
+        return None
+    try:
+        steps = int(value)
+    except ValueError:
+        steps = 0
+    if steps < 1:
+        raise InputError(f"--conf timesteps {value!r}: must be a whole number >= 1.")
+    return steps
+
+
+def inference_settings(config_file: Path | None = None) -> dict:
+    """``spatial_dims``, ``channels``, ``roi_size``, ``sw_batch_size``, ``overlap``, ``multi_step`` of the
+    bundle's batch inference (``configs/inference.json``)."""
+    path = Path(config_file or BUNDLE_ROOT / "configs" / "inference.json")
+    try:
+        config = json.loads(path.read_text())
+        return {key: config[key] for key in _SETTINGS}
+    except (OSError, ValueError, KeyError) as e:
+        raise InputError(f"{path}: cannot read the bundle's inference settings ({type(e).__name__}: {e}).") from None

@@ -1,0 +1,1 @@
+"""Infer tasks: the bundle's models behind MONAI Label's API."""

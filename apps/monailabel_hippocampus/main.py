@@ -1,0 +1,97 @@
+"""MONAI Label app: the bundle's hippocampus models (fine-tuned SNN by default, the ANN) for 3D Slicer & co.
+
+    monailabel start_server --app apps/monailabel_hippocampus --studies STUDIES --conf models snn,ann --host 127.0.0.1
+
+Labels: ``anterior`` (1, hippocampus head) and ``posterior`` (2, body and tail). The conf keys are in
+``lib/configs/segmentation.py``; usage, security and the fixes for MONAI Label 0.8.5 on MONAI 1.6 are in
+``docs/monailabel.md``.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import sys
+
+from fastapi import HTTPException
+from lib.configs.segmentation import inference_settings, model_choices
+from lib.guards import StudiesDatastore, check_host, image_uri
+from lib.infers.segmentation import BundleSegmentation
+from monailabel.config import settings
+from monailabel.interfaces.app import MONAILabelApp
+from monailabel.interfaces.datastore import Datastore, DefaultLabelTag
+from monailabel.interfaces.tasks.infer_v2 import InferTask
+from monailabel.utils.others.generic import handle_torch_linalg_multithread
+
+import bundle
+
+logger = logging.getLogger(__name__)
+
+
+class HippocampusApp(MONAILabelApp):
+    """Serves the models named by ``--conf models`` (default ``snn,ann``); the first is the default model."""
+
+    def __init__(self, app_dir: str, studies: str, conf: dict[str, str]):
+        conf = dict(conf or {})
+        check_host(sys.argv, conf)
+        self.choices = model_choices(conf)
+        self.settings = inference_settings()
+        super().__init__(
+            app_dir=app_dir,
+            studies=studies,
+            conf=conf,
+            name="Hippocampus (spiking U-Net)",
+            description="Hippocampus head (anterior) and body (posterior) from T1 MRI with a spiking U-Net",
+            version=bundle.__version__,
+        )
+
+    def init_infers(self) -> dict[str, InferTask]:
+        return {c.name: BundleSegmentation(c, self.settings) for c in self.choices}
+
+    def init_datastore(self) -> Datastore:
+        if self.studies.startswith(("http://", "https://")):
+            return super().init_datastore()  # DICOMweb, XNAT, DSA: their servers decide what is reachable
+        return StudiesDatastore(
+            self.studies,
+            extensions=settings.MONAI_LABEL_DATASTORE_FILE_EXT,
+            auto_reload=settings.MONAI_LABEL_DATASTORE_AUTO_RELOAD,
+            read_only=settings.MONAI_LABEL_DATASTORE_READ_ONLY,
+        )
+
+    def init_trainers(self) -> dict:
+        return {}
+
+    def infer(self, request: dict, datastore=None) -> dict:
+        """MONAI Label's ``infer``, except that ``image`` must be an id of the studies folder (else HTTP 4xx).
+
+        0.8.5 would also take any existing file path as the image; that branch is the one left out here.
+        """
+        model = request.get("model")
+        task = self._infers.get(model)
+        if task is None:
+            raise HTTPException(status_code=404, detail=f"model {model!r}: not served; models: {list(self._infers)}.")
+        datastore = datastore or self.datastore()
+        image_id = request.get("image")
+        request = copy.deepcopy(request)
+        request["image"] = image_uri(datastore, image_id)
+        request["description"] = task.description
+
+        if self._infers_threadpool:
+            future = self._infers_threadpool.submit(_run_task, task, request)
+            result_file, result_json = future.result(request.get("timeout", settings.MONAI_LABEL_INFER_TIMEOUT))
+        else:
+            result_file, result_json = task(request)
+
+        label_id = result_file
+        if request.get("save_label", False):  # StudiesDatastore refuses a label_tag that is not a plain name
+            tag = request.get("label_tag", DefaultLabelTag.ORIGINAL)
+            label_id = datastore.save_label(image_id, result_file, tag, {"model": model, "params": result_json})
+        return {"label": label_id, "tag": DefaultLabelTag.ORIGINAL, "file": result_file, "params": result_json}
+
+    def infer_wsi(self, request: dict, datastore=None) -> dict:
+        raise HTTPException(status_code=404, detail="this app has no whole-slide (WSI) models.")
+
+
+def _run_task(task: InferTask, request: dict):
+    handle_torch_linalg_multithread(request)
+    return task(request)
