@@ -3,12 +3,13 @@
 # learnable scales; then every model scored on the validation split (per-class Dice, HD95, firing rate,
 # energy) and the comparison tables and plots (scripts/plot_stage3.py).
 # Runs that already have their checkpoint are skipped, so an interrupted study can simply be rerun.
-# Usage: scripts/stage3_results.sh [TASK04_DIR]   (env: EPOCHS, LR, LR_DIRECT, OUT, PYTHON)
+# Usage: scripts/stage3_results.sh [TASK04_DIR]   (env: EPOCHS, EPOCHS_T8, LR, LR_DIRECT, OUT, PYTHON)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data=${1:-../shared/data/Task04_Hippocampus}
-epochs=${EPOCHS:-4}
-lr=${LR:-3e-5}
+epochs=${EPOCHS:-3}
+epochs_t8=${EPOCHS_T8:-2}  # T=8 costs twice as much per epoch
+lr=${LR:-1e-4}
 lr_direct=${LR_DIRECT:-1e-3}
 out=${OUT:-runs/stage3}
 python=${PYTHON:-.venv/bin/python}
@@ -24,8 +25,9 @@ stage() {  # stage NAME CKPT RUN_ID CONFIGS [overrides...]: one training run, lo
 }
 finetune() {  # finetune NAME T CONVERTED [overrides...]
     local name=$1 T=$2 converted=$3; shift 3
+    local n=$epochs; [[ $T == 8 ]] && n=$epochs_t8
     stage "$name" "$out/$name/models/model_snn_finetuned.pt" finetune_snn configs/train.json \
-        --snn_converted_ckpt "$converted" --finetune_timesteps "$T" --finetune_epochs "$epochs" \
+        --snn_converted_ckpt "$converted" --finetune_timesteps "$T" --finetune_epochs "$n" \
         --finetune_learning_rate "$lr" "$@"
 }
 direct() {  # direct NAME T
