@@ -23,12 +23,12 @@ stage() {  # stage NAME CKPT RUN_ID CONFIGS [overrides...]: one training run, lo
     "$python" -m monai.bundle run "$run_id" --config_file "$configs" --logging_file configs/logging.conf \
         --dataset_dir "$data" --output_dir "$out/$name" --ckpt_dir "$out/$name/models" "$@" > "$out/$name.log" 2>&1
 }
-finetune() {  # finetune NAME T CONVERTED [overrides...]
-    local name=$1 T=$2 converted=$3; shift 3
+finetune() {  # finetune NAME T CONVERTED LEARN_SCALES [overrides...]
+    local name=$1 T=$2 converted=$3 scales=$4; shift 4
     local n=$epochs; [[ $T == 8 ]] && n=$epochs_t8
     stage "$name" "$out/$name/models/model_snn_finetuned.pt" finetune_snn configs/train.json \
         --snn_converted_ckpt "$converted" --finetune_timesteps "$T" --finetune_epochs "$n" \
-        --finetune_learning_rate "$lr" "$@"
+        --finetune_learning_rate "$lr" --finetune_learn_scales "$scales" "$@"
 }
 direct() {  # direct NAME T
     stage "$1" "$out/$1/models/model_snn_direct.pt" train_snn_direct \
@@ -36,15 +36,17 @@ direct() {  # direct NAME T
         --finetune_epochs "$epochs" --finetune_learning_rate "$lr_direct"
 }
 
-finetune ft_ternary_T4 4 models/model_snn_converted.pt
-finetune ft_ternary_T4_scales 4 models/model_snn_converted.pt --finetune_learn_scales true
-finetune ft_ternary_T2 2 models/model_snn_converted.pt
+finetune ft_ternary_T4 4 models/model_snn_converted.pt false
+finetune ft_ternary_T4_scales 4 models/model_snn_converted.pt true
+# a second round from the first one's best model: 5 more epochs at half the learning rate (cosine again)
+epochs=5 lr=5e-5 finetune ft_ternary_T4_scales_more 4 "$out/ft_ternary_T4_scales/models/model_snn_finetuned.pt" true
+finetune ft_ternary_T2 2 models/model_snn_converted.pt true
 direct direct_ternary_T4 4
 direct direct_ternary_T2 2
 stage convert_binary "$out/convert_binary/models/model_snn_converted.pt" convert configs/train.json \
     --ann_ckpt models/model_ann.pt --neuron binary --timesteps 4
-finetune ft_binary_T4 4 "$out/convert_binary/models/model_snn_converted.pt"
-finetune ft_ternary_T8 8 models/model_snn_converted.pt
+finetune ft_binary_T4 4 "$out/convert_binary/models/model_snn_converted.pt" true
+finetune ft_ternary_T8 8 models/model_snn_converted.pt true
 
 evaluate() {  # evaluate NAME MODEL CKPT T: per-case Dice/HD95/volumes/energy on the validation split
     local name=$1 model=$2 ckpt=$3 T=$4
@@ -58,6 +60,7 @@ evaluate() {  # evaluate NAME MODEL CKPT T: per-case Dice/HD95/volumes/energy on
 evaluate ann ann models/model_ann.pt 0
 for T in 2 4 8; do evaluate converted_ternary_T$T snn_converted models/model_snn_converted.pt $T; done
 evaluate converted_binary_T4 snn_converted "$out/convert_binary/models/model_snn_converted.pt" 4
+evaluate ft_ternary_T4_scales_more snn "$out/ft_ternary_T4_scales_more/models/model_snn_finetuned.pt" 4
 for T in 2 4 8; do evaluate ft_ternary_T$T snn "$out/ft_ternary_T$T/models/model_snn_finetuned.pt" $T; done
 evaluate ft_ternary_T4_scales snn "$out/ft_ternary_T4_scales/models/model_snn_finetuned.pt" 4
 evaluate ft_binary_T4 snn "$out/ft_binary_T4/models/model_snn_finetuned.pt" 4

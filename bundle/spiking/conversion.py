@@ -191,6 +191,8 @@ def save_finetuned(best: str | Path, settings: dict, path: str | Path, **trainin
     state = state.get("model", state)
     snn_state = {k.removeprefix("snn."): v for k, v in state.items() if k.startswith("snn.")}
     settings = dict(settings)
+    if "finetuned" in settings:  # fine-tuned again: keep the record of the earlier round(s)
+        settings["finetuned_before"] = [*settings.pop("finetuned_before", []), settings.pop("finetuned")]
     settings["finetuned"] = {k: (v.item() if isinstance(v, torch.Tensor) else v) for k, v in training.items()}
     if "timesteps" in training:
         settings["timesteps"] = int(training["timesteps"])
