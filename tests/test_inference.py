@@ -168,11 +168,16 @@ def test_empty_or_missing_input_folder_is_one_error(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["segment", str(tmp_path / "empty"), str(tmp_path / "out"), "--model", "ann"]) == 1
     assert main(["segment", str(tmp_path / "nowhere"), str(tmp_path / "out"), "--model", "ann"]) == 1
+    write_nifti(tmp_path / "images" / "a.nii.gz", np.random.rand(20, 24, 16).astype(np.float32))
+    assert main(["segment", str(tmp_path / "images"), str(tmp_path / "images"), "--model", "ann"]) == 1
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert err == [
         f"error: {tmp_path / 'empty'}: holds no NIfTI images (.nii or .nii.gz).",
         f"error: {tmp_path / 'nowhere'}: input folder does not exist.",
+        f"error: {tmp_path / 'images'}: is the input folder; masks are named like their images, "
+        "choose another output folder.",
     ]
+    assert len(list((tmp_path / "images").iterdir())) == 1  # the image is untouched, nothing added
 
 
 def test_bundle_config_segments_with_the_default_spiking_model(real_images, tmp_path):

@@ -177,6 +177,10 @@ def segment_folder(
     out = Path(output_dir).expanduser()
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: output path exists and is not a folder.")
+    if out.exists() and out.resolve() == images[0].parent.resolve():
+        raise InputError(
+            f"{out}: is the input folder; masks are named like their images, choose another output folder."
+        )
     if not out.exists():
         out.mkdir(parents=True)
         logger.info(f"created output folder {out}")
