@@ -66,8 +66,11 @@ def main(argv: list[str] | None = None) -> int:
     from bundle.inference.models import load_model
     from bundle.inference.segment import segment_folder
 
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     try:
+        try:
+            device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        except RuntimeError as e:
+            raise InputError(f"--device {args.device}: {e}") from None
         network, info = load_model(args.model, ckpt=args.ckpt, timesteps=args.timesteps, device=device)
         inferer = make_inferer(3, args.roi_size)
         if args.command == "segment":
@@ -80,9 +83,8 @@ def main(argv: list[str] | None = None) -> int:
             args.dataset_dir, args.output_dir, network, inferer, info, args.split, args.val_fraction, args.seed,
             args.overlays, args.overwrite, device, progress=not args.quiet,
         )  # fmt: skip
-        print(
-            f"mean Dice {summary['mean_dice']:.4f} over {summary['cases_ok']} case(s); {Path(args.output_dir) / 'summary.json'}"
-        )
+        dice = "-" if summary["mean_dice"] is None else f"{summary['mean_dice']:.4f}"
+        print(f"mean Dice {dice} over {summary['cases_ok']} case(s); {Path(args.output_dir) / 'summary.json'}")
         return 1 if summary["cases_failed"] else 0
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)

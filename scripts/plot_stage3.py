@@ -69,8 +69,8 @@ def main(study: str, docs: str) -> None:
     print("| model | T | anterior | posterior | mean Dice | HD95 ant / post (mm) | firing rate | energy (uJ/volume) |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for name, s in evals.items():
-        rate = s.get("mean_firing_rate", {}).get("mean", float("nan"))
-        energy = s.get("energy_uj", {}).get("mean", float("nan"))
+        rate = s.get("mean_firing_rate", {}).get("mean") or float("nan")
+        energy = s.get("energy_uj", {}).get("mean") or float("nan")
         print(
             f"| {name} | {s.get('timesteps') or '-'} | {s['dice_anterior']['mean']:.3f} | {s['dice_posterior']['mean']:.3f} "
             f"| {s['mean_dice']:.3f} | {s['hd95_anterior_mm']['mean']:.2f} / {s['hd95_posterior_mm']['mean']:.2f} "

@@ -193,7 +193,8 @@ def test_bundle_config_segments_with_the_default_spiking_model(real_images, tmp_
     rows = list(csv.DictReader((tmp_path / "out" / "volumes.csv").open()))
     ok = [r for r in rows if r["status"] == "ok"]
     assert [r["case"] for r in ok] == [CASES[0]]
-    assert ok[0]["model"] == "snn" and int(ok[0]["timesteps"]) >= 1
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert ok[0]["model"] == "snn" and int(ok[0]["timesteps"]) == 4  # the shipped fine-tuned SNN and its T
     assert 0 < float(ok[0]["mean_firing_rate"]) < 1 and float(ok[0]["energy_uj"]) > 0
     assert float(ok[0]["anterior_mm3"]) > 500 and float(ok[0]["posterior_mm3"]) > 500
 
@@ -241,3 +242,40 @@ def test_export_ann_with_ckpt_export_and_snn_by_tracing(tmp_path):
         snn, _ = load_model("snn_converted", timesteps=2)
         path = export_snn(snn, tmp_path / "snn.ts", [48, 64, 48])
         assert torch.allclose(torch.jit.load(str(path))(x), snn(x), atol=1e-5)
+
+
+def test_interrupted_runs_keep_their_rows_and_names_never_mix(ann, real_images, tmp_path):
+    out = tmp_path / "out"
+    segment(ann, real_images, out)
+    (out / "volumes.csv").unlink()  # as if the run had died before writing its table
+    report = segment(ann, real_images, out)
+    assert report.count("skipped") == 2
+    rows = {r["case"]: r for r in csv.DictReader((out / "volumes.csv").open())}
+    assert set(rows) == set(CASES) and all(float(r["anterior_mm3"]) > 0 for r in rows.values())
+    # another folder with an image of the same name must not be "skipped" onto the first one's mask
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / f"{CASES[0]}.nii.gz").write_bytes((real_images / f"{CASES[1]}.nii.gz").read_bytes())
+    report = segment(ann, other, out)
+    assert report.failed == 1 and "made from another image" in report.rows[0]["message"]
+    rows = {r["case"]: r for r in csv.DictReader((out / "volumes.csv").open())}
+    assert rows[CASES[0]]["image"] == str(real_images / f"{CASES[0]}.nii.gz")  # the original row is intact
+
+
+def test_evaluate_refuses_labels_off_the_image_grid_or_with_other_values(task04, tmp_path, capsys):
+    data = tmp_path / "data"
+    case = CASES[0]
+    image = nib.load(task04 / "imagesTr" / f"{case}.nii.gz")
+    label = np.asanyarray(nib.load(task04 / "labelsTr" / f"{case}.nii.gz").dataobj).astype(np.uint8)
+    shifted = image.affine.copy()
+    shifted[:3, 3] += 5.0  # the label lies 5 mm away from its image
+    cases = {"shifted": (label, shifted), "values": (np.where(label == 2, 3, label).astype(np.uint8), image.affine)}
+    for name, (lab, affine) in cases.items():
+        write_nifti(data / "images" / f"{name}.nii.gz", np.asanyarray(image.dataobj), image.affine)
+        write_nifti(data / "labels" / f"{name}.nii.gz", lab, affine)
+    assert main(["evaluate", str(data), str(tmp_path / "eval"), "--model", "ann", "--quiet", "--overlays", "0"]) == 1
+    err = capsys.readouterr().err
+    assert f"error: {data / 'labels' / 'shifted.nii.gz'}: its affine differs" in err
+    assert f"error: {data / 'labels' / 'values.nii.gz'}: label values" in err
+    summary = json.loads((tmp_path / "eval" / "summary.json").read_text())  # strict JSON even with no case scored
+    assert summary["cases_failed"] == 2 and summary["mean_dice"] is None

@@ -54,6 +54,18 @@ def _scores(mask: torch.Tensor, label: torch.Tensor, spacing: np.ndarray) -> dic
     return out
 
 
+def _check_label(label, mask, path: str) -> torch.Tensor:
+    """The reference label as integer classes, if it lies on the image's grid and holds 0/1/2 only."""
+    if label.shape != mask.shape:
+        raise InputError(f"{path}: shape {tuple(label.shape[1:])} differs from its image's {tuple(mask.shape[1:])}.")
+    if not np.allclose(np.asarray(label.affine), np.asarray(mask.affine), atol=1e-3):
+        raise InputError(f"{path}: its affine differs from its image's (not on the same voxel grid).")
+    values = torch.unique(torch.as_tensor(label))
+    if not torch.isfinite(values).all() or not set(values.tolist()) <= {0.0, 1.0, 2.0}:
+        raise InputError(f"{path}: label values {values[:8].tolist()} are not all in {{0, 1, 2}}.")
+    return torch.as_tensor(label).round()
+
+
 def evaluate_folder(
     dataset_dir: str | Path,
     output_dir: str | Path,
@@ -78,6 +90,8 @@ def evaluate_folder(
     overwrite, progress = as_bool(overwrite, "overwrite"), as_bool(progress, "progress")
     if split not in ("all", "val", "train"):
         raise InputError(f"split {split!r}: choose 'all', 'val' or 'train'.")
+    if dataset_dir is None:
+        raise InputError("no dataset: pass --dataset_dir (labelled images to evaluate on).")
     pairs = find_pairs(dataset_dir)
     if split != "all":
         train, val = split_datalist(pairs, val_fraction, seed)
@@ -87,10 +101,11 @@ def evaluate_folder(
         raise InputError(f"{out}: output path exists and is not a folder.")
     for name in ("metrics.csv", "summary.json"):
         if (out / name).exists() and not overwrite:
-            raise InputError(
-                f"{out / name}: exists; pass --overwrite true to replace it, or choose another output folder."
-            )
-    (out / "masks").mkdir(parents=True, exist_ok=True)
+            raise InputError(f"{out / name}: exists; use --overwrite to replace it, or choose another output folder.")
+    try:
+        (out / "masks").mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError(f"{out}: cannot create the output folder ({e.strerror}).") from None
     segmenter = VolumeSegmenter(network, inferer, device)
     loader = LoadImage(image_only=True, ensure_channel_first=True)
     rows = []
@@ -103,11 +118,7 @@ def evaluate_folder(
             try:
                 check_image(image)
                 mask, activity = segmenter(image)
-                label = torch.round(torch.as_tensor(loader(pair["label"])))
-                if label.shape != mask.shape:
-                    raise InputError(
-                        f"{pair['label']}: shape {tuple(label.shape[1:])} differs from its image's {tuple(mask.shape[1:])}."
-                    )
+                label = _check_label(loader(pair["label"]), mask, pair["label"])
                 spacing = np.sqrt((np.asarray(mask.affine, dtype=float)[:3, :3] ** 2).sum(0))
                 row.update(_scores(mask[0], label[0], spacing))
                 voxel = voxel_volume(mask.affine)
@@ -140,26 +151,36 @@ def evaluate_folder(
         w.writeheader()
         w.writerows(rows)
     summary = _summary(rows, info, split)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")
+
+    def f(key: str, digits: int) -> str:
+        value = summary[key]["mean"] if isinstance(summary[key], dict) else summary[key]
+        return "-" if value is None else f"{value:.{digits}f}"
+
     logger.info(
-        f"{summary['cases_ok']} case(s) scored, {summary['cases_failed']} failed: mean Dice {summary['mean_dice']:.4f} "
-        f"(anterior {summary['dice_anterior']['mean']:.4f}, posterior {summary['dice_posterior']['mean']:.4f}), "
-        f"HD95 {summary['hd95_anterior_mm']['mean']:.2f} / {summary['hd95_posterior_mm']['mean']:.2f} mm; results in {out}"
+        f"{summary['cases_ok']} case(s) scored, {summary['cases_failed']} failed: mean Dice {f('mean_dice', 4)} "
+        f"(anterior {f('dice_anterior', 4)}, posterior {f('dice_posterior', 4)}), "
+        f"HD95 {f('hd95_anterior_mm', 2)} / {f('hd95_posterior_mm', 2)} mm; results in {out}"
     )
     return summary
 
 
 def _summary(rows: list[dict], info: dict, split: str) -> dict:
+    """Mean and std per metric over scored cases; ``n`` counts finite values (HD95 is undefined where a
+    class is missing from prediction or reference: ``undefined`` counts those cases). JSON-safe: no NaN."""
     ok = [r for r in rows if r["status"] == "ok"]
     summary: dict = {**info, "split": split, "cases_ok": len(ok), "cases_failed": len(rows) - len(ok)}
     for key in METRIC_FIELDS[3:]:
-        values = np.array([float(r[key]) for r in ok if r.get(key, "") != ""], dtype=float)
-        values = values[np.isfinite(values)]
+        raw = np.array([float(r[key]) for r in ok if r.get(key, "") != ""], dtype=float)
+        values = raw[np.isfinite(raw)]
         summary[key] = {
-            "mean": float(values.mean()) if len(values) else float("nan"),
-            "std": float(values.std()) if len(values) else float("nan"),
+            "mean": float(values.mean()) if len(values) else None,
+            "std": float(values.std()) if len(values) else None,
+            "n": len(values),
+            "undefined": int(len(raw) - len(values)),
         }
-    summary["mean_dice"] = float(np.nanmean([summary[f"dice_{n}"]["mean"] for n in LABELS.values()]))
+    dice = [summary[f"dice_{n}"]["mean"] for n in LABELS.values()]
+    summary["mean_dice"] = float(np.mean(dice)) if None not in dice else None
     return summary
 
 

@@ -6,9 +6,7 @@ exact and savable:
 
 * the surrogate-gradient function is a Python ``autograd.Function`` that TorchScript cannot save;
   in inference it is only a Heaviside step, so the export swaps in that step;
-* the neurons create their membrane state with the input's shape, so the traced model accepts
-  inputs of the example's shape only: export with the sliding-window size (``roi_size``), which is
-  the only shape the inferer ever feeds it.
+* the trace is checked on the sliding-window size (``roi_size``), the only shape the inferer feeds it.
 """
 
 from __future__ import annotations
@@ -48,7 +46,8 @@ def export_snn(network: SpikingSegmenter, path: str | Path, roi_size: Sequence[i
         traced = torch.jit.trace(model, example, check_trace=False)
         traced.save(str(path))
         probe = torch.rand(1, 1, *roi_size)
-        error = (torch.jit.load(str(path))(probe) - network.cpu().eval()(probe)).abs().max().item()
+        reference = copy.deepcopy(network).cpu().eval()  # the caller's network stays where it was
+        error = (torch.jit.load(str(path))(probe) - reference(probe)).abs().max().item()
     if error > atol:
         raise RuntimeError(f"{path}: the exported SNN differs from the original by {error:g} (> {atol:g}).")
     return path

@@ -5,6 +5,7 @@ Every model comes back as MONAI sees a network: image ``[B, 1, *spatial]`` in, c
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import torch
@@ -44,16 +45,22 @@ def load_model(
     path = Path(ckpt) if ckpt else Path(models_dir or DEFAULT_MODELS_DIR) / MODEL_FILES[model]
     if not path.is_file():
         raise InputError(f"{path}: not found; run the '{_MADE_BY[model]}' stage first (or pass its path).")
+    if timesteps is not None and (int(timesteps) != timesteps or int(timesteps) < 1):
+        raise InputError(f"timesteps {timesteps!r}: must be a whole number >= 1.")
     if model == "ann":
-        network = load_weights(ConvertibleUNet(spatial_dims, 1, 3, channels), path, _MADE_BY[model], device)
+        try:
+            network = load_weights(ConvertibleUNet(spatial_dims, 1, 3, channels), path, _MADE_BY[model], device)
+        except (pickle.UnpicklingError, EOFError, KeyError, RuntimeError, TypeError) as e:
+            raise InputError(f"{path}: not an ANN checkpoint of this bundle ({type(e).__name__}).") from None
         return network, {"model": model, "checkpoint": str(path), "timesteps": 0, "neuron": "relu"}
     try:
         settings = torch.load(path, map_location="cpu", weights_only=True)["settings"]
         template = ConvertibleUNet(settings["spatial_dims"], 1, 3, settings["channels"])
-    except (KeyError, TypeError, RuntimeError) as e:
-        raise InputError(f"{path}: not an SNN checkpoint of this bundle ({type(e).__name__}: {e}).") from None
-    snn, settings = load_snn(template, path, device)
-    steps = int(timesteps or settings["timesteps"])
+        snn, settings = load_snn(template, path, device)
+    except (pickle.UnpicklingError, EOFError, KeyError, TypeError, RuntimeError) as e:
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
+        raise InputError(f"{path}: not an SNN checkpoint of this bundle ({type(e).__name__}: {first}).") from None
+    steps = int(settings["timesteps"] if timesteps is None else timesteps)
     network = SpikingSegmenter(
         snn,
         timesteps=steps,

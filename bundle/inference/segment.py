@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import logging
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,6 +67,7 @@ class VolumeSegmenter:
 
     def __init__(self, network: nn.Module, inferer: Inferer, device: torch.device | str = "cpu"):
         self.network, self.inferer, self.device = network.eval(), inferer, torch.device(device)
+        self._lock = threading.Lock()  # the SNN's membranes and the activity hooks are per-call state
         self.pre = mt.Compose(preprocessing(["image"]))
         self.post = mt.Compose(
             [
@@ -76,6 +78,10 @@ class VolumeSegmenter:
         )
 
     def __call__(self, path: str | Path) -> tuple[MetaTensor, dict]:
+        with self._lock:
+            return self._segment(path)
+
+    def _segment(self, path: str | Path) -> tuple[MetaTensor, dict]:
         data = self.pre({"image": str(path)})
         x = data["image"].unsqueeze(0).to(self.device)
         snn = self.network.snn if isinstance(self.network, SpikingSegmenter) else None
@@ -139,25 +145,42 @@ def write_mask(mask: MetaTensor, target: str | Path) -> Path:
     return target
 
 
-def _update_csv(path: Path, rows: list[dict]) -> None:
-    """Rows for this run's cases replace earlier rows of the same case; every other row is kept."""
-    kept = []
-    if path.is_file():
+def _read_csv(path: Path) -> dict[str, dict]:
+    """The rows of an existing ``volumes.csv`` by case (empty if there is none)."""
+    if not path.is_file():
+        return {}
+    try:
         with path.open(newline="") as f:
-            kept = [r for r in csv.DictReader(f)]
-    ours = {r["case"] for r in rows if r["status"] != "skipped"}
-    merged = [r for r in kept if r.get("case") not in ours] + [r for r in rows if r["status"] != "skipped"]
-    merged.sort(key=lambda r: r.get("case", ""))
+            rows = list(csv.DictReader(f))
+    except (OSError, csv.Error, UnicodeDecodeError) as e:
+        raise InputError(f"{path}: unreadable ({type(e).__name__}: {e}); move it away to start a new one.") from None
+    if rows and "case" not in rows[0]:
+        raise InputError(f"{path}: not a volumes.csv of this tool (no 'case' column); move it away.")
+    return {r["case"]: r for r in rows}
+
+
+def _write_csv(path: Path, table: dict[str, dict]) -> None:
+    """Atomically, after every image: an interrupted run keeps the rows of the images it finished."""
     partial = path.with_name(f".{path.name}.partial")
     with partial.open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=CSV_FIELDS, extrasaction="ignore")
         w.writeheader()
-        w.writerows(merged)
+        w.writerows(table[k] for k in sorted(table))
     os.replace(partial, path)
 
 
+def _volumes_of(mask_file: Path) -> dict:
+    """Head and body volumes of a mask already on disk (a kept mask whose CSV row was lost)."""
+    import nibabel as nib
+
+    img = nib.load(mask_file)
+    data = np.asanyarray(img.dataobj)
+    voxel = voxel_volume(img.affine)
+    return {f"{name}_mm3": round(float((data == k).sum()) * voxel, 1) for k, name in LABELS.items()}
+
+
 def segment_folder(
-    input_dir: str | Path,
+    input_dir: str | Path | None,
     output_dir: str | Path,
     network: nn.Module,
     inferer: Inferer,
@@ -168,11 +191,15 @@ def segment_folder(
 ) -> Report:
     """Segment every image of ``input_dir`` into ``output_dir`` (created if missing); never raises per image.
 
-    Existing masks are kept unless ``overwrite``. Raises :class:`InputError` only when there is nothing
-    to do at all (no input folder, no images, an output path that is a file).
+    Existing masks are kept unless ``overwrite`` (a mask made from another image of the same name is a
+    failure, not a skip). ``volumes.csv`` is updated after every image; rows of other cases are kept.
+    Raises :class:`InputError` only when there is nothing to do at all (no input folder, no images, an
+    output folder that cannot be made or is the input folder, an unreadable ``volumes.csv``).
     """
     info = info or {}
     overwrite, progress = as_bool(overwrite, "overwrite"), as_bool(progress, "progress")
+    if input_dir is None:
+        raise InputError("no input folder: pass --dataset_dir (the folder of images to segment).")
     images, notes = find_images(input_dir)
     out = Path(output_dir).expanduser()
     if out.exists() and not out.is_dir():
@@ -182,8 +209,14 @@ def segment_folder(
             f"{out}: is the input folder; masks are named like their images, choose another output folder."
         )
     if not out.exists():
-        out.mkdir(parents=True)
+        try:
+            out.mkdir(parents=True)
+        except OSError as e:
+            raise InputError(f"{out}: cannot create the output folder ({e.strerror}).") from None
         logger.info(f"created output folder {out}")
+    if not os.access(out, os.W_OK):
+        raise InputError(f"{out}: output folder is not writable.")
+    table = _read_csv(out / "volumes.csv")
     for note in notes:
         logger.warning(f"warning: {note}")
     segmenter = VolumeSegmenter(network, inferer, device)
@@ -196,19 +229,34 @@ def segment_folder(
     with logging_redirect_tqdm():
         for path in tqdm(images, desc="segment", unit="image", disable=not progress):
             target = out / output_name(path)
-            row = {"case": output_name(path)[: -len(".nii.gz")], "image": str(path), "mask": str(target)}
+            case = output_name(path)[: -len(".nii.gz")]
+            row = {"case": case, "image": str(path), "mask": str(target)}
             row.update(model=info.get("model", ""), timesteps=info.get("timesteps", ""))
             start = time.perf_counter()
             try:
                 if target.name in claimed:
+                    row["case"] = path.name  # its own CSV row: never replaces the row of the image that won the name
                     raise InputError(f"{path}: its mask name {target.name} is already used by {claimed[target.name]}.")
                 claimed[target.name] = path
                 if target.exists() and not overwrite:
-                    row.update(
-                        status="skipped", message=f"{target}: exists; kept (pass --overwrite true to replace it)."
-                    )
+                    earlier = table.get(case, {}).get("image")
+                    if earlier and Path(earlier).resolve() != path.resolve():
+                        row["case"] = path.name  # keep the row of the image the mask was made from
+                        raise InputError(
+                            f"{target}: exists, made from another image ({earlier}); kept. Use another output "
+                            "folder, or --overwrite to replace it."
+                        )
+                    row.update(status="skipped", message=f"{target}: exists; kept (use --overwrite to replace it).")
                     logger.warning(f"warning: {row['message']}")
                     report.rows.append(row)
+                    if case not in table:  # a mask from an interrupted run: give it its row back
+                        table[case] = {
+                            **row,
+                            **_volumes_of(target),
+                            "status": "ok",
+                            "message": "mask kept from an earlier run",
+                        }
+                        _write_csv(out / "volumes.csv", table)
                     continue
                 check_image(path)
                 mask, activity = segmenter(path)
@@ -224,12 +272,15 @@ def segment_folder(
             except InputError as e:
                 row.update(status="failed", message=str(e))
                 logger.error(f"error: {e}")
-            except Exception as e:  # noqa: BLE001 - noqa: BLE001 - any other failure is this image's alone: report it, go on
+            except Exception as e:  # noqa: BLE001 - any other failure is this image's alone: report it, go on
                 first = str(e).strip().splitlines()[0] if str(e).strip() else ""
                 row.update(status="failed", message=f"{path}: {type(e).__name__}: {first}")
                 logger.error(f"error: {row['message']}")
             report.rows.append(row)
-    _update_csv(out / "volumes.csv", report.rows)
+            if row["status"] == "failed" and target.exists() and row["case"] == case:
+                row["message"] += f" (the mask on disk, {target.name}, is from an earlier run)"
+            table[row["case"]] = row
+            _write_csv(out / "volumes.csv", table)
     logger.info(report.line())
     return report
 

@@ -28,10 +28,10 @@ __all__ = [
     "CONVERSION_DEFAULTS",
     "convert",
     "learnable_scales",
-    "param_groups",
     "load_snn",
     "one_at_a_time",
     "output_threshold",
+    "param_groups",
     "save_finetuned",
     "save_snn",
 ]
