@@ -58,6 +58,8 @@ def main(study: str, docs: str) -> None:
     starts = {f"ft_ternary_T{t}": evals.get(f"converted_ternary_T{t}", {}).get("mean_dice") for t in (2, 4, 8)}
     starts["ft_binary_T4"] = evals.get("converted_binary_T4", {}).get("mean_dice")
     starts["ft_ternary_T4_scales"] = starts["ft_ternary_T4"]
+    if curves.get("ft_ternary_T4_scales"):  # the second round starts from the first round's best model
+        starts["ft_ternary_T4_scales_more"] = max(c["dice"] for c in curves["ft_ternary_T4_scales"])
     result = {
         "evaluations": evals,
         "curves": curves,
