@@ -70,13 +70,15 @@ def main(study: str, docs: str) -> None:
 
     print("| model | T | anterior | posterior | mean Dice | HD95 ant / post (mm) | firing rate | energy (uJ/volume) |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    def num(summary: dict, key: str, digits: int) -> str:
+        value = summary[key].get("mean") if isinstance(summary.get(key), dict) else summary.get(key)
+        return "-" if value is None else f"{value:.{digits}f}"
+
     for name, s in evals.items():
-        rate = s.get("mean_firing_rate", {}).get("mean") or float("nan")
-        energy = s.get("energy_uj", {}).get("mean") or float("nan")
+        hd = f"{num(s, 'hd95_anterior_mm', 2)} / {num(s, 'hd95_posterior_mm', 2)}"
         print(
-            f"| {name} | {s.get('timesteps') or '-'} | {s['dice_anterior']['mean']:.3f} | {s['dice_posterior']['mean']:.3f} "
-            f"| {s['mean_dice']:.3f} | {s['hd95_anterior_mm']['mean']:.2f} / {s['hd95_posterior_mm']['mean']:.2f} "
-            f"| {rate:.3f} | {energy:.0f} |".replace("nan", "-")
+            f"| {name} | {s.get('timesteps') or '-'} | {num(s, 'dice_anterior', 3)} | {num(s, 'dice_posterior', 3)} "
+            f"| {num(s, 'mean_dice', 3)} | {hd} | {num(s, 'mean_firing_rate', 3)} | {num(s, 'energy_uj', 0)} |"
         )
     print()
     print(
