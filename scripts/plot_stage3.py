@@ -19,6 +19,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+import matplotlib.ticker
 
 METRICS = re.compile(r"Epoch\[(\d+)\] Metrics -- .*?val_mean_dice: ([0-9.]+)")
 PROGRESS = re.compile(r"\] epoch (\d+)/(\d+) .*?elapsed (\d+):(\d\d):(\d\d)")
@@ -120,13 +121,15 @@ def main(study: str, docs: str) -> None:
         )
         if pts:
             ax.plot(*zip(*pts), marker="o", label=f"{label} (ternary)")
-    for name, marker in [("converted_binary_T4", "s"), ("ft_binary_T4", "D")]:
+    for name, marker in [("converted_binary_T4", "s"), ("ft_binary_T4", "D"), ("ft_ternary_T4_scales_more", "*")]:
         if name in evals:
-            ax.plot([4], [evals[name]["mean_dice"]], marker, label=name.replace("_T4", "").replace("_", " "))
+            label = "fine-tuned, learnable scales (shipped)" if name.endswith("more") else name.replace("_T4", "")
+            ax.plot([4], [evals[name]["mean_dice"]], marker, markersize=10 if marker == "*" else 6, label=label.replace("_", " "))
     if "ann" in evals:
         ax.axhline(evals["ann"]["mean_dice"], color="k", lw=0.8, label="ANN")
     ax.set(xlabel="timesteps T", ylabel="validation mean Dice", xscale="log", ylim=(0, 1))
     ax.set_xticks([2, 4, 8], ["2", "4", "8"])
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(docs_dir / "stage3_dice_vs_T.png", dpi=120)
