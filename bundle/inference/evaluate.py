@@ -25,7 +25,7 @@ from bundle.data.datalist import find_pairs, split_datalist
 from bundle.errors import InputError
 from bundle.inference.inputs import check_image, output_name
 from bundle.inference.overlays import save_overlay
-from bundle.inference.segment import LABELS, VolumeSegmenter, voxel_volume, write_mask
+from bundle.inference.segment import LABELS, VolumeSegmenter, record_failure, voxel_volume, write_mask
 from bundle.options import as_bool
 
 __all__ = ["METRIC_FIELDS", "check_failures", "evaluate_folder"]
@@ -138,13 +138,8 @@ def evaluate_folder(
                     f"{row['case']}: Dice {row['dice_anterior']:.3f} / {row['dice_posterior']:.3f}, "
                     f"HD95 {row['hd95_anterior_mm']} / {row['hd95_posterior_mm']} mm"
                 )
-            except InputError as e:
-                row.update(status="failed", message=str(e))
-                logger.error(f"error: {e}")
-            except Exception as e:  # noqa: BLE001 - noqa: BLE001 - this case's failure only
-                first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-                row.update(status="failed", message=f"{image}: {type(e).__name__}: {first}")
-                logger.error(f"error: {row['message']}")
+            except Exception as e:  # noqa: BLE001 - this case's failure only
+                record_failure(row, image, e)
             rows.append(row)
     with (out / "metrics.csv").open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=METRIC_FIELDS, extrasaction="ignore")

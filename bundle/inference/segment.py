@@ -56,6 +56,17 @@ CSV_FIELDS = [
 ]  # fmt: skip
 
 
+def record_failure(row: dict, path: str | Path, error: Exception) -> None:
+    """Mark one image's row as failed with a one-line message naming the file, and log it."""
+    if isinstance(error, InputError):
+        message = str(error)  # already names the file
+    else:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        message = f"{path}: {type(error).__name__}: {first}"
+    row.update(status="failed", message=message)
+    logger.error(f"error: {message}")
+
+
 def voxel_volume(affine: np.ndarray | torch.Tensor) -> float:
     """mm^3 per voxel from a NIfTI affine."""
     a = np.asarray(affine, dtype=np.float64)[:3, :3]
@@ -269,13 +280,8 @@ def segment_folder(
                     f"{path.name}: anterior {row['anterior_mm3']:.0f} mm3, posterior {row['posterior_mm3']:.0f} mm3, "
                     f"{row['seconds']} s"
                 )
-            except InputError as e:
-                row.update(status="failed", message=str(e))
-                logger.error(f"error: {e}")
-            except Exception as e:  # noqa: BLE001 - any other failure is this image's alone: report it, go on
-                first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-                row.update(status="failed", message=f"{path}: {type(e).__name__}: {first}")
-                logger.error(f"error: {row['message']}")
+            except Exception as e:  # noqa: BLE001 - any failure is this image's alone: report it, go on
+                record_failure(row, path, e)
             report.rows.append(row)
             if row["status"] == "failed" and target.exists() and row["case"] == case:
                 row["message"] += f" (the mask on disk, {target.name}, is from an earlier run)"
