@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import torch
 from monai import transforms as mt
@@ -182,8 +183,6 @@ def _write_csv(path: Path, table: dict[str, dict]) -> None:
 
 def _volumes_of(mask_file: Path) -> dict:
     """Head and body volumes of a mask already on disk (a kept mask whose CSV row was lost)."""
-    import nibabel as nib
-
     img = nib.load(mask_file)
     data = np.asanyarray(img.dataobj)
     voxel = voxel_volume(img.affine)
