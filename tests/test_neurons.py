@@ -69,3 +69,31 @@ def test_surrogate_gradient_flows(kind):
 def test_unknown_neuron_type():
     with pytest.raises(ValueError, match="neuron type must be one of"):
         make_neuron("leaky")
+
+
+@pytest.mark.parametrize("kind", ["binary", "ternary"])
+@pytest.mark.parametrize("step_mode", ["s", "m"])
+def test_inference_fast_path_matches_the_training_path(kind, step_mode):
+    """Without autograd the neurons update their state in place; spikes and states must not change."""
+    torch.manual_seed(0)
+    xs = torch.randn(12, 3, 50) * 1.5  # inputs that turn negative after a positive start, and back
+    fast, slow = make_neuron(kind, 0.7, 0.5, step_mode), make_neuron(kind, 0.7, 0.5, step_mode)
+    with torch.no_grad():
+        out_fast = fast(xs) if step_mode == "m" else torch.stack([fast(x) for x in xs])
+    out_slow = slow(xs) if step_mode == "m" else torch.stack([slow(x) for x in xs])
+    assert torch.equal(out_fast, out_slow.detach())
+    assert (out_fast < 0).any() and (out_fast > 0).any() if kind == "ternary" else (out_fast > 0).any()
+    for name in slow._memories:
+        assert torch.allclose(getattr(fast, name), getattr(slow, name).detach(), atol=1e-6)
+
+
+def test_inference_after_a_training_step_leaves_the_training_state_alone():
+    neuron = GuardedTernaryIFNode(1.0, 0.5)
+    x = torch.full((4,), 2.0, requires_grad=True)
+    out = neuron(x)
+    v_trained, v_values = neuron.v, neuron.v.detach().clone()
+    with torch.no_grad():
+        neuron(torch.full((4,), 0.3))  # in-place updates must start from a copy of a state in the autograd graph
+    assert torch.equal(v_trained.detach(), v_values)
+    out.sum().backward()
+    assert x.grad is not None

@@ -52,6 +52,14 @@ class _SoftResetIF(BaseNode):
         # memories start as Python floats until the first step gives them a shape
         return state if isinstance(state, torch.Tensor) else torch.full_like(like, float(state))
 
+    @staticmethod
+    def _owned(state, like: torch.Tensor) -> torch.Tensor:
+        # inference updates the state in place (a few full-volume passes fewer per step); a state tensor
+        # that autograd may still need (the last training step's) is copied first
+        if isinstance(state, torch.Tensor):
+            return state.clone() if state.requires_grad else state
+        return torch.full_like(like, float(state))
+
     def extra_repr(self) -> str:
         return f"v_threshold={self.v_threshold}, v_init={self.v_init}, step_mode={self.step_mode}"
 
@@ -67,10 +75,17 @@ class IFNeuron(_SoftResetIF):
 
     def single_step_functional_forward(self, inputs, states, **kwargs):
         x = inputs[0]
+        if not torch.is_grad_enabled():
+            return self._inference_step(x, states)
         h = self._tensor(states[0], x) + x
         spike = self.surrogate_function(h - self.v_threshold)
         reset = spike.detach() if self.detach_reset else spike
         return (spike,), (h - self.v_threshold * reset, *states[1:])
+
+    def _inference_step(self, x, states):
+        v = self._owned(states[0], x).add_(x)
+        spike = (v >= self.v_threshold).to(x.dtype)
+        return (spike,), (v.sub_(spike, alpha=self.v_threshold), *states[1:])
 
 
 class GuardedTernaryIFNode(_SoftResetIF):
@@ -93,6 +108,8 @@ class GuardedTernaryIFNode(_SoftResetIF):
 
     def single_step_functional_forward(self, inputs, states, **kwargs):
         x = inputs[0]
+        if not torch.is_grad_enabled():
+            return self._inference_step(x, states)
         h = self._tensor(states[0], x) + x
         count = self._tensor(states[1], x)
         pos = self.surrogate_function(h - self.v_threshold)
@@ -100,6 +117,13 @@ class GuardedTernaryIFNode(_SoftResetIF):
         spike = pos - neg
         reset = spike.detach() if self.detach_reset else spike
         return (spike,), (h - self.v_threshold * reset, count + spike.detach(), *states[2:])
+
+    def _inference_step(self, x, states):
+        v = self._owned(states[0], x).add_(x)
+        count = self._owned(states[1], x)
+        spike = (v >= self.v_threshold).to(x.dtype)
+        spike.sub_(((v <= -self.v_threshold) & (count > 0)).to(x.dtype))
+        return (spike,), (v.sub_(spike, alpha=self.v_threshold), count.add_(spike), *states[2:])
 
 
 def make_neuron(kind: str, v_threshold: float = 1.0, v_init: float = 0.0, step_mode: str = "s") -> BaseNode:
