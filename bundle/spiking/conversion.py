@@ -5,7 +5,9 @@ ReLU's activation scale on calibration images, and replaces every ReLU with
 ``VoltageScaler(1/s) -> neuron -> VoltageScaler(s)``. We pick the neuron (binary or guarded ternary,
 see :mod:`bundle.spiking.neurons`) and feed calibration images one at a time: SpikingJelly's
 percentile mode calls ``torch.quantile``, which refuses tensors above 2**24 elements, and a 3D batch
-of activations passes that easily.
+of activations passes that easily. Under ``torchrun`` each process calibrates on its own share of the
+images and the per-layer scales are averaged over processes (weighted by image count), which is what
+SpikingJelly's running average over images would give, up to order.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 from spikingjelly.activation_based.ann2snn import FXConverter, RateCodingRecipe
-from spikingjelly.activation_based.ann2snn.modules import VoltageScaler
+from spikingjelly.activation_based.ann2snn.modules import VoltageHook, VoltageScaler
 from torch import nn
 
 from bundle.errors import InputError
@@ -100,6 +103,43 @@ class _GuardedCalibration:
             yield image
 
 
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def _collective_device() -> torch.device:
+    return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+
+
+def _mean_over_processes(value: torch.Tensor, weight: float) -> torch.Tensor:
+    """``weight``-weighted mean of ``value`` (same shape on every process) over the processes of a run."""
+    if not _distributed():
+        return value
+    device = _collective_device()
+    weight = torch.tensor([float(weight)], dtype=torch.float64)
+    packed = torch.cat([value.detach().double().flatten().cpu() * weight, weight]).to(device)
+    dist.all_reduce(packed)
+    return (packed[:-1] / packed[-1]).to(value.device, value.dtype).reshape(value.shape)
+
+
+class _SharedCalibrationRecipe(RateCodingRecipe):
+    """Rate coding whose activation scales are averaged over all processes after each calibrates its share."""
+
+    def calibrate(self, converter, fx_model):
+        fx_model = super().calibrate(converter, fx_model)
+        if not _distributed():
+            return fx_model
+        hooks = [m for m in fx_model.modules() if hasattr(m, "scale") and hasattr(m, "num_batches_tracked")]
+        device = _collective_device()
+        fewest = torch.tensor([min(h.num_batches_tracked for h in hooks)], dtype=torch.float64, device=device)
+        dist.all_reduce(fewest, op=dist.ReduceOp.MIN)
+        if fewest.item() == 0:
+            raise InputError("a process got no calibration image: raise calibration_cases to at least the process count.")
+        for hook in hooks:
+            hook.scale = _mean_over_processes(hook.scale, hook.num_batches_tracked)
+        return fx_model
+
+
 def convert(
     ann: nn.Module,
     calibration: Iterable[torch.Tensor],
@@ -127,7 +167,7 @@ def convert(
     _check_settings(mode, neuron, v_init)
     ann = copy.deepcopy(ann).eval()
     images = _GuardedCalibration(calibration, ann, isinstance(mode, str) and mode.endswith("%"))
-    recipe = RateCodingRecipe(
+    recipe = _SharedCalibrationRecipe(
         dataloader=images,
         mode="Max" if isinstance(mode, str) and mode.lower() == "max" else mode,
         channel_wise=as_bool(channel_wise, "channel_wise"),
@@ -240,6 +280,5 @@ def output_threshold(ann: nn.Module, images: Iterable[torch.Tensor], q: float = 
             if positive.numel():
                 # subsample: torch.quantile refuses more than 2**24 values
                 values.append(positive[torch.randperm(positive.numel(), device=positive.device)[:200_000]].cpu())
-    if not values:
-        return 1.0
-    return float(torch.quantile(torch.cat(values)[: _QUANTILE_LIMIT - 1], q / 100.0))
+    local = torch.quantile(torch.cat(values)[: _QUANTILE_LIMIT - 1], q / 100.0) if values else torch.tensor(1.0)
+    return float(_mean_over_processes(local, float(len(values))))

@@ -49,8 +49,11 @@ class _SoftResetIF(BaseNode):
 
     @staticmethod
     def _tensor(state, like: torch.Tensor) -> torch.Tensor:
-        # memories start as Python floats until the first step gives them a shape
-        return state if isinstance(state, torch.Tensor) else torch.full_like(like, float(state))
+        # memories start as Python floats until the first step gives them a shape; under mixed precision
+        # they stay float32 (a float16/bfloat16 membrane would round away small inputs as it accumulates)
+        if isinstance(state, torch.Tensor):
+            return state
+        return torch.full_like(like, float(state), dtype=torch.promote_types(like.dtype, torch.float32))
 
     @staticmethod
     def _owned(state, like: torch.Tensor) -> torch.Tensor:
@@ -58,7 +61,7 @@ class _SoftResetIF(BaseNode):
         # that autograd may still need (the last training step's) is copied first
         if isinstance(state, torch.Tensor):
             return state.clone() if state.requires_grad else state
-        return torch.full_like(like, float(state))
+        return _SoftResetIF._tensor(state, like)
 
     def extra_repr(self) -> str:
         return f"v_threshold={self.v_threshold}, v_init={self.v_init}, step_mode={self.step_mode}"

@@ -1,0 +1,318 @@
+"""What the SNN costs against the ANN: inference time per volume for T = 1..16, memory, training steps.
+
+    python scripts/benchmark.py --dataset_dir ../shared/data/Task04_Hippocampus          # CPU
+    python scripts/benchmark.py --dataset_dir ... --device cuda --amp                   # GPU, mixed precision
+
+Prints, and writes as JSON (``--out``) and a PNG beside it:
+* inference per volume (the bundle's preprocessing done once and cached, then the sliding-window
+  inferer as batch inference runs it): seconds, volumes/s, peak memory, and for the SNN the ratio to
+  the ANN and that ratio divided by T (dense hardware's floor is 1.0: one ANN pass per timestep);
+* training step time per stage: ANN step, conversion calibration per image, SNN fine-tuning step;
+* on CUDA, SpikingJelly's IF neuron in each implementation (torch/cuda/triton) beside ours.
+The shipped models in ``models/`` are timed (any of them can be replaced with ``--models_dir``).
+Run it alone: anything else on the machine shows up in the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import torch
+from monai import transforms as mt
+
+from bundle.data.datalist import prepare_datalists
+from bundle.data.transforms import preprocessing
+from bundle.inference.inferers import make_inferer
+from bundle.inference.models import load_model
+
+REPO = Path(__file__).resolve().parents[1]
+
+ROI = (48, 64, 48)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class PeakMemory(contextlib.AbstractContextManager):
+    """Peak extra memory inside the block: CUDA allocator peak, or resident set size sampled every 1 ms."""
+
+    def __init__(self, device: torch.device):
+        self.device, self.peak_mb = device, 0.0
+
+    @staticmethod
+    def _rss() -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    def __enter__(self):
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self._base = torch.cuda.memory_allocated(self.device)
+            return self
+        self._base, self._max, self._stop = self._rss(), 0, threading.Event()
+
+        def sample():
+            while not self._stop.wait(0.001):
+                self._max = max(self._max, self._rss())
+
+        self._thread = threading.Thread(target=sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.device.type == "cuda":
+            self.peak_mb = (torch.cuda.max_memory_allocated(self.device) - self._base) / 2**20
+        else:
+            self._stop.set()
+            self._thread.join()
+            self.peak_mb = max(0, max(self._max, self._rss()) - self._base) / 2**20
+        return False
+
+
+def load_volumes(dataset_dir: str | None, cases: int, workdir: Path) -> list[torch.Tensor]:
+    """The first ``cases`` validation images, preprocessed once as batch inference does (kept in memory)."""
+    lists = prepare_datalists(dataset_dir, synthetic_dir=str(workdir / "synthetic"), synthetic_cases=12)
+    pre = mt.Compose(preprocessing(["image"]))
+    return [pre({"image": case["image"]})["image"].as_tensor()[None] for case in lists["val"][:cases]]
+
+
+def time_inference(network, volumes, device, repeats: int, amp: bool) -> dict:
+    """Median over ``repeats`` of the mean seconds per volume; peak memory of one pass over the volumes."""
+    inferer = make_inferer(3, ROI)
+    dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+    volumes = [v.to(device) for v in volumes]
+
+    def one_pass():
+        with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=amp):
+            for v in volumes:
+                inferer(v, network)
+        sync(device)
+
+    one_pass() if device.type == "cuda" else inferer(volumes[0], network)  # warm-up (kernels, allocator)
+    with PeakMemory(device) as mem:
+        t0 = time.perf_counter()
+        one_pass()
+        passes = [time.perf_counter() - t0]
+    for _ in range(repeats - 1):
+        t0 = time.perf_counter()
+        one_pass()
+        passes.append(time.perf_counter() - t0)
+    per_volume = statistics.median(passes) / len(volumes)
+    return {"s_per_volume": per_volume, "volumes_per_s": 1 / per_volume, "peak_mb": mem.peak_mb}
+
+
+def inference_table(args, volumes, device) -> list[dict]:
+    rows = []
+    ann, _ = load_model("ann", models_dir=args.models_dir, device=device)
+    ann_row = {"model": "ann", "T": 0, **time_inference(ann, volumes, device, args.repeats, args.amp)}
+    rows.append(ann_row)
+    print(f"ann          {ann_row['s_per_volume']:.3f} s/volume  {ann_row['peak_mb']:.0f} MB", flush=True)
+    for t in args.timesteps:
+        snn, _ = load_model("snn", models_dir=args.models_dir, timesteps=t, device=device, multi_step=args.multi_step)
+        row = {"model": "snn", "T": t, **time_inference(snn, volumes, device, args.repeats, args.amp)}
+        row["ratio"] = row["s_per_volume"] / ann_row["s_per_volume"]
+        row["ratio_per_T"] = row["ratio"] / t
+        rows.append(row)
+        print(
+            f"snn T={t:<3d}    {row['s_per_volume']:.3f} s/volume  {row['peak_mb']:.0f} MB  "
+            f"SNN/ANN {row['ratio']:.2f}  /T {row['ratio_per_T']:.2f}",
+            flush=True,
+        )
+    return rows
+
+
+def _median_step(step, device, warmup: int, steps: int) -> float:
+    for _ in range(warmup):
+        step()
+    sync(device)
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        step()
+        sync(device)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def training_table(args, volumes, device) -> dict:
+    """Seconds per optimiser step (batch ``--batch_size`` of 32x48x32 patches) and per calibration image."""
+    from monai.losses import DiceCELoss, DiceLoss
+    from spikingjelly.activation_based import functional
+
+    from bundle.spiking.conversion import convert, learnable_scales, one_at_a_time, param_groups
+    from bundle.spiking.segmenter import SpikingSegmenter
+
+    torch.manual_seed(0)
+    patch = (32, 48, 32)
+    x = torch.stack([v[0, :, : patch[0], : patch[1], : patch[2]] for v in volumes[: args.batch_size]])
+    x = torch.nn.functional.pad(x, [0, patch[2] - x.shape[-1], 0, patch[1] - x.shape[-2], 0, patch[0] - x.shape[-3]])
+    while x.shape[0] < args.batch_size:
+        x = torch.cat([x, x])[: args.batch_size]
+    x = x.to(device)
+    y = (x > x.mean()).long() + (x > x.mean() + x.std()).long()
+    ann, _ = load_model("ann", models_dir=args.models_dir, device=device)
+    ann.train()
+    opt = torch.optim.AdamW(ann.parameters(), 1e-4)
+    loss = DiceCELoss(to_onehot_y=True, softmax=True, batch=True)
+    scaler_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+
+    def ann_step():
+        opt.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, dtype=scaler_dtype, enabled=args.amp):
+            value = loss(ann(x), y)
+        value.backward()
+        opt.step()
+
+    out = {"ann_step_s": _median_step(ann_step, device, 1, args.train_steps)}
+    print(f"train ANN step (batch {args.batch_size})         {out['ann_step_s']:.3f} s", flush=True)
+
+    ann.eval()
+    calibration = [v.to(device) for v in volumes[: args.calibration_images]]
+    t0 = time.perf_counter()
+    snn = convert(ann, one_at_a_time(calibration), mode="99.9%", neuron="ternary", v_init=0.5, device=device)
+    sync(device)
+    out["calibration_s_per_image"] = (time.perf_counter() - t0) / len(calibration)
+    print(f"conversion calibration               {out['calibration_s_per_image']:.3f} s/image", flush=True)
+
+    segmenter = SpikingSegmenter(learnable_scales(snn), timesteps=args.finetune_timesteps).to(device).train()
+    opt = torch.optim.Adam(param_groups(segmenter, 1e-4, 1e-3))
+    dice = DiceLoss(to_onehot_y=True, softmax=True, batch=True)
+
+    def snn_step():
+        opt.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, dtype=scaler_dtype, enabled=args.amp):
+            value = dice(segmenter(x), y)
+        value.backward()
+        opt.step()
+        functional.reset_net(segmenter)
+
+    out["snn_step_s"] = _median_step(snn_step, device, 1, args.train_steps)
+    out["snn_step_ratio_per_T"] = out["snn_step_s"] / out["ann_step_s"] / args.finetune_timesteps
+    print(
+        f"fine-tune SNN step (T={args.finetune_timesteps}, batch {args.batch_size})  {out['snn_step_s']:.3f} s  "
+        f"SNN/ANN/T {out['snn_step_ratio_per_T']:.2f}",
+        flush=True,
+    )
+    return out
+
+
+NEURON_CHILD = """
+import os, statistics, sys, time, torch
+from spikingjelly.activation_based import neuron
+sys.path.insert(0, {repo!r})
+from bundle.spiking.neurons import make_neuron
+T, shape = {T}, (1, 16, 48, 64, 48)
+x = torch.rand(T, *shape, device="cuda", requires_grad=True)
+for name, n in (("sj_IFNode", neuron.IFNode(step_mode="m")), ("ours_binary", make_neuron("binary", step_mode="m")),
+                ("ours_ternary", make_neuron("ternary", step_mode="m"))):
+    if name != "sj_IFNode" and os.environ["SJ_IF_CUDA_IMPLEMENTATION"] != "torch":
+        continue  # ours do not dispatch: time them once
+    ts = []
+    for i in range(6):
+        n.reset(); torch.cuda.synchronize(); t0 = time.perf_counter()
+        n(x).sum().backward(); torch.cuda.synchronize()
+        ts.append(time.perf_counter() - t0)
+    print(name, statistics.median(ts[1:]))
+"""
+
+
+def neuron_table(timesteps: int) -> dict:
+    """SpikingJelly's IF neuron per CUDA implementation (read at import: one child process each)."""
+    out = {}
+    for impl in ("torch", "cuda", "triton"):
+        env = {**os.environ, "SJ_IF_CUDA_IMPLEMENTATION": impl}
+        code = NEURON_CHILD.format(repo=str(REPO), T=timesteps)
+        proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+        if proc.returncode != 0:
+            out[impl] = {"error": (proc.stderr.strip().splitlines() or ["failed"])[-1][:200]}
+            print(f"neuron impl {impl}: unavailable ({out[impl]['error']})", flush=True)
+            continue
+        out[impl] = {line.split()[0]: float(line.split()[1]) for line in proc.stdout.strip().splitlines()}
+        for name, s in out[impl].items():
+            print(f"neuron {name:<13s} impl {impl:<6s} T={timesteps} fwd+bwd 16x48x64x48: {s * 1e3:.2f} ms", flush=True)
+    return out
+
+
+def plot(rows: list[dict], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    snn = [r for r in rows if r["model"] == "snn"]
+    ts = [r["T"] for r in snn]
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    ax.plot(ts, [r["ratio"] for r in snn], "o-", label="SNN / ANN time per volume")
+    ax.plot(ts, ts, "--", color="grey", label="T (one dense ANN pass per step)")
+    ax.set(xscale="log", yscale="log", xlabel="timesteps T", ylabel="time relative to the ANN", title=title)
+    ax.set_xticks(ts, [str(t) for t in ts])
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--dataset_dir", default=None, help="Task04 folder (default: the embedded synthetic data)")
+    p.add_argument("--models_dir", default=None, help="folder with model_ann.pt and model_snn_finetuned.pt")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--cases", type=int, default=8, help="validation volumes timed")
+    p.add_argument("--timesteps", type=int, nargs="+", default=[1, 2, 4, 8, 16])
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--amp", action="store_true", help="autocast: bfloat16 on CPU, float16 on CUDA")
+    p.add_argument("--multi_step", action="store_true", help="SNN in multi-step mode ([T*B] per layer)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--batch_size", type=int, default=4)
+    p.add_argument("--train_steps", type=int, default=3)
+    p.add_argument("--calibration_images", type=int, default=4)
+    p.add_argument("--finetune_timesteps", type=int, default=4)
+    p.add_argument("--skip_training", action="store_true")
+    p.add_argument("--out", default=None, help="JSON file for the figures (a PNG is written beside it)")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    info = {
+        "date": datetime.date.today().isoformat(),
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+        "cpu_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "amp": args.amp,
+        "multi_step": args.multi_step,
+        "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
+    }
+    print(f"{info['device']}, {info['cpu_threads']} CPU threads, torch {info['torch']}, amp {args.amp}", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        volumes = load_volumes(args.dataset_dir, args.cases, Path(tmp))
+    print(f"{len(volumes)} volumes, shapes {sorted({tuple(v.shape[2:]) for v in volumes})}", flush=True)
+    result = {"info": info, "inference": inference_table(args, volumes, device)}
+    if not args.skip_training:
+        result["training"] = training_table(args, volumes, device)
+    if device.type == "cuda":
+        result["neurons"] = neuron_table(args.finetune_timesteps)
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2))
+        plot(result["inference"], out.with_suffix(".png"), f"{info['device']} ({info['cpu_threads']} threads)")
+        print(f"written {out} and {out.with_suffix('.png')}")
+    return result
+
+
+if __name__ == "__main__":
+    main()

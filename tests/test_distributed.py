@@ -1,0 +1,70 @@
+"""Distributed training with torchrun: 2 CPU processes (gloo) on the synthetic default, and shared calibration."""
+
+import os
+import subprocess
+import sys
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from conftest import REPO
+
+from bundle.networks import ConvertibleUNet
+from bundle.spiking.conversion import convert, load_snn
+
+SMALL = ["--channels", "[4,8,16,32]", "--num_workers", "0", "--synthetic_cases", "8", "--val_fraction", "0.25"]
+
+
+def test_torchrun_two_processes_train_all_three_stages(tmp_path):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    cmd += ["-m", "monai.bundle", "run", "training", "--config_file", "['configs/train.json','configs/multi_gpu_train.json']"]
+    cmd += ["--logging_file", "configs/logging.conf", "--output_dir", str(out), "--epochs", "2", "--val_interval", "1"]
+    cmd += [*SMALL, "--calibration_cases", "4", "--timesteps", "4", "--finetune_timesteps", "2", "--finetune_epochs", "1"]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-4000:]
+    assert "2 processes (gloo); rank 0 logs and saves" in log
+    for stage in ("[ann] epoch 1/2", "[ann] epoch 2/2", "[finetune] epoch 1/1"):
+        assert log.count(stage) == 1, stage  # logged by rank 0 only
+    models = out / "models"
+    ann = ConvertibleUNet(3, channels=(4, 8, 16, 32))
+    ann.load_state_dict(torch.load(models / "model_ann.pt", map_location="cpu"), strict=True)  # no "module." keys
+    _, settings = load_snn(ann, models / "model_snn_finetuned.pt")
+    assert settings["timesteps"] == 2 and settings["finetuned"]["epochs"] == 1
+    # the converted SNN's evaluation gathered both processes' validation cases into one table
+    rows = (out / "eval_snn_converted" / "val_mean_dice_raw.csv").read_text().strip().splitlines()[1:]
+    assert len(rows) == 2 and len({r.split(",")[0] for r in rows}) == 2
+    assert (out / "resume" / "ann" / "last.pt").is_file() and (out / "resume" / "finetune" / "best.pt").is_file()
+
+
+def _net() -> ConvertibleUNet:
+    torch.manual_seed(0)  # the same ANN in every process
+    return ConvertibleUNet(3, channels=(4, 8))
+
+
+def _calibrate_share(rank: int, world: int, init_file: str, images: list, results: dict) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        snn = convert(_net(), images[rank::world], mode="max", neuron="ternary")
+        results[rank] = {k: v.clone() for k, v in snn.state_dict().items() if k.endswith("scale")}
+    finally:
+        dist.destroy_process_group()
+
+
+def test_processes_share_one_calibration(tmp_path):
+    """Each process calibrates its share; all end with the image-weighted mean of the shares' scales."""
+    torch.manual_seed(1)
+    images = [torch.rand(1, 1, 8, 8, 8) * (1 + i) for i in range(5)]  # shares of 3 and 2 images
+    results = mp.Manager().dict()
+    mp.spawn(_calibrate_share, args=(2, str(tmp_path / "init"), images, results), nprocs=2, join=True)
+    alone = [convert(_net(), images[r::2], mode="max", neuron="ternary") for r in (0, 1)]
+    scales = [{k: v for k, v in a.state_dict().items() if k.endswith("scale")} for a in alone]
+    assert scales[0].keys() == results[0].keys() and len(scales[0]) > 0
+    for key in scales[0]:
+        assert torch.allclose(results[0][key], results[1][key])  # every process holds the same network
+        # scaler1 holds the activation scale s, scaler0 its inverse 1/s
+        alone_s = [d[key] if "scaler1" in key else 1 / d[key] for d in scales]
+        shared_s = results[0][key] if "scaler1" in key else 1 / results[0][key]
+        assert torch.allclose(shared_s, (3 * alone_s[0] + 2 * alone_s[1]) / 5, rtol=1e-5), key
