@@ -25,6 +25,11 @@ __all__ = ["NEURON_TYPES", "SURROGATES", "GuardedTernaryIFNode", "IFNeuron", "ma
 NEURON_TYPES = ("binary", "ternary")
 
 
+def _as_float(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    # through uint8: torch's CPU bool -> float cast is not vectorised (>10x slower on a 3D feature map)
+    return mask.view(torch.uint8).to(dtype)
+
+
 class _SoftResetIF(BaseNode):
     """Shared constructor: float threshold, soft reset, ``v_init`` as a fraction of the threshold."""
 
@@ -87,7 +92,7 @@ class IFNeuron(_SoftResetIF):
 
     def _inference_step(self, x, states):
         v = self._owned(states[0], x).add_(x)
-        spike = (v >= self.v_threshold).to(x.dtype)
+        spike = _as_float(v >= self.v_threshold, x.dtype)
         return (spike,), (v.sub_(spike, alpha=self.v_threshold), *states[1:])
 
 
@@ -124,8 +129,8 @@ class GuardedTernaryIFNode(_SoftResetIF):
     def _inference_step(self, x, states):
         v = self._owned(states[0], x).add_(x)
         count = self._owned(states[1], x)
-        spike = (v >= self.v_threshold).to(x.dtype)
-        spike.sub_(((v <= -self.v_threshold) & (count > 0)).to(x.dtype))
+        spike = _as_float(v >= self.v_threshold, x.dtype)
+        spike.sub_(_as_float((v <= -self.v_threshold) & (count > 0), x.dtype))
         return (spike,), (v.sub_(spike, alpha=self.v_threshold), count.add_(spike), *states[2:])
 
 
