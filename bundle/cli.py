@@ -33,6 +33,10 @@ def _parser() -> argparse.ArgumentParser:
         q.add_argument("--timesteps", type=int, default=None, help="SNN timesteps (default: the model's own)")
         q.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
         q.add_argument("--roi-size", type=int, nargs=3, default=[48, 64, 48], help="sliding-window size")
+        q.add_argument(
+            "--kernel", default="compiled", choices=["compiled", "eager"],
+            help="SNN neuron step: one compiled kernel (default; eager where compiling fails) or op by op",
+        )  # fmt: skip
         q.add_argument("--overwrite", action="store_true", help="replace existing outputs")
         q.add_argument("--quiet", action="store_true", help="no progress bar, warnings and errors only")
 
@@ -65,13 +69,18 @@ def main(argv: list[str] | None = None) -> int:
     from bundle.inference.inferers import make_inferer
     from bundle.inference.models import load_model
     from bundle.inference.segment import segment_folder
+    from bundle.runtime import tune_allocator
+
+    tune_allocator()
 
     try:
         try:
             device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
         except RuntimeError as e:
             raise InputError(f"--device {args.device}: {e}") from None
-        network, info = load_model(args.model, ckpt=args.ckpt, timesteps=args.timesteps, device=device)
+        network, info = load_model(
+            args.model, ckpt=args.ckpt, timesteps=args.timesteps, device=device, kernel=args.kernel
+        )
         inferer = make_inferer(3, args.roi_size)
         if args.command == "segment":
             report = segment_folder(

@@ -91,39 +91,72 @@ def load_volumes(dataset_dir: str | None, cases: int, workdir: Path) -> list[tor
 
 
 def time_inference(network, volumes, device, repeats: int, amp: bool) -> dict:
-    """Median over ``repeats`` of the mean seconds per volume; peak memory of one pass over the volumes."""
+    """Seconds per volume: each volume's fastest of ``repeats`` runs (a shared machine only ever adds time),
+    averaged over the volumes; on CUDA also the allocator's peak for one pass."""
     inferer = make_inferer(3, ROI)
     dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
     volumes = [v.to(device) for v in volumes]
 
-    def one_pass():
+    def run(v):
         with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=amp):
-            for v in volumes:
-                inferer(v, network)
+            inferer(v, network)
         sync(device)
 
-    one_pass() if device.type == "cuda" else inferer(volumes[0], network)  # warm-up (kernels, allocator)
-    with PeakMemory(device) as mem:
-        t0 = time.perf_counter()
-        one_pass()
-        passes = [time.perf_counter() - t0]
-    for _ in range(repeats - 1):
-        t0 = time.perf_counter()
-        one_pass()
-        passes.append(time.perf_counter() - t0)
-    per_volume = statistics.median(passes) / len(volumes)
-    return {"s_per_volume": per_volume, "volumes_per_s": 1 / per_volume, "peak_mb": mem.peak_mb}
+    run(volumes[0])  # warm-up: kernels, allocator, lazy initialisation
+    row = {}
+    if device.type == "cuda":
+        with PeakMemory(device) as mem:
+            run(volumes[0])
+        row["peak_mb"] = mem.peak_mb
+    best = []
+    for v in volumes:
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            run(v)
+            times.append(time.perf_counter() - t0)
+        best.append(min(times))
+    per_volume = statistics.fmean(best)
+    return {"s_per_volume": per_volume, "volumes_per_s": 1 / per_volume, **row}
+
+
+def cpu_peak_memory(args, model: str, timesteps: int) -> float:
+    """Peak extra resident memory of one volume's inference, in a fresh process (freed heap would hide it)."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--memory_child", f"{model}:{timesteps}", "--cases", "1"]
+    cmd += [*(["--dataset_dir", args.dataset_dir] if args.dataset_dir else [])]
+    cmd += [*(["--models_dir", args.models_dir] if args.models_dir else []), *(["--amp"] if args.amp else [])]
+    cmd += [*(["--multi_step"] if args.multi_step else []), *(["--threads", str(args.threads)] if args.threads else [])]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0:
+        raise RuntimeError(f"memory measurement of {model} T={timesteps} failed: {proc.stderr.strip()[-500:]}")
+    return float(proc.stdout.strip().splitlines()[-1])
+
+
+def memory_child(args, volumes, device) -> None:
+    model, t = args.memory_child.split(":")
+    network, _ = load_model(
+        model, models_dir=args.models_dir, timesteps=int(t) or None, device=device, multi_step=args.multi_step
+    )
+    inferer = make_inferer(3, ROI)
+    with PeakMemory(device) as mem, torch.inference_mode():
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.amp):
+            inferer(volumes[0], network)
+    print(f"{mem.peak_mb:.1f}")
 
 
 def inference_table(args, volumes, device) -> list[dict]:
     rows = []
     ann, _ = load_model("ann", models_dir=args.models_dir, device=device)
     ann_row = {"model": "ann", "T": 0, **time_inference(ann, volumes, device, args.repeats, args.amp)}
+    if device.type != "cuda":
+        ann_row["peak_mb"] = cpu_peak_memory(args, "ann", 0)
     rows.append(ann_row)
     print(f"ann          {ann_row['s_per_volume']:.3f} s/volume  {ann_row['peak_mb']:.0f} MB", flush=True)
     for t in args.timesteps:
         snn, _ = load_model("snn", models_dir=args.models_dir, timesteps=t, device=device, multi_step=args.multi_step)
         row = {"model": "snn", "T": t, **time_inference(snn, volumes, device, args.repeats, args.amp)}
+        if device.type != "cuda":
+            row["peak_mb"] = cpu_peak_memory(args, "snn", t)
         row["ratio"] = row["s_per_volume"] / ann_row["s_per_volume"]
         row["ratio_per_T"] = row["ratio"] / t
         rows.append(row)
@@ -157,12 +190,8 @@ def training_table(args, volumes, device) -> dict:
     from bundle.spiking.segmenter import SpikingSegmenter
 
     torch.manual_seed(0)
-    patch = (32, 48, 32)
-    x = torch.stack([v[0, :, : patch[0], : patch[1], : patch[2]] for v in volumes[: args.batch_size]])
-    x = torch.nn.functional.pad(x, [0, patch[2] - x.shape[-1], 0, patch[1] - x.shape[-2], 0, patch[0] - x.shape[-3]])
-    while x.shape[0] < args.batch_size:
-        x = torch.cat([x, x])[: args.batch_size]
-    x = x.to(device)
+    to_patch = mt.ResizeWithPadOrCrop((32, 48, 32))  # the training patch size
+    x = torch.stack([to_patch(volumes[i % len(volumes)][0]) for i in range(args.batch_size)]).as_tensor().to(device)
     y = (x > x.mean()).long() + (x > x.mean() + x.std()).long()
     ann, _ = load_model("ann", models_dir=args.models_dir, device=device)
     ann.train()
@@ -181,7 +210,8 @@ def training_table(args, volumes, device) -> dict:
     print(f"train ANN step (batch {args.batch_size})         {out['ann_step_s']:.3f} s", flush=True)
 
     ann.eval()
-    calibration = [v.to(device) for v in volumes[: args.calibration_images]]
+    to_roi = mt.ResizeWithPadOrCrop(ROI)  # calibration images are roi-sized, as in configs/train.json
+    calibration = [to_roi(v[0]).as_tensor()[None].to(device) for v in volumes[: args.calibration_images]]
     t0 = time.perf_counter()
     snn = convert(ann, one_at_a_time(calibration), mode="99.9%", neuron="ternary", v_init=0.5, device=device)
     sync(device)
@@ -283,6 +313,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--finetune_timesteps", type=int, default=4)
     p.add_argument("--skip_training", action="store_true")
     p.add_argument("--out", default=None, help="JSON file for the figures (a PNG is written beside it)")
+    p.add_argument("--memory_child", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -296,10 +327,14 @@ def main(argv: list[str] | None = None) -> dict:
         "multi_step": args.multi_step,
         "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
     }
-    print(f"{info['device']}, {info['cpu_threads']} CPU threads, torch {info['torch']}, amp {args.amp}", flush=True)
+    if not args.memory_child:
+        print(f"{info['device']}, {info['cpu_threads']} CPU threads, torch {info['torch']}, amp {args.amp}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         volumes = load_volumes(args.dataset_dir, args.cases, Path(tmp))
+    if args.memory_child:
+        return memory_child(args, volumes, device)
     print(f"{len(volumes)} volumes, shapes {sorted({tuple(v.shape[2:]) for v in volumes})}", flush=True)
+    print("inference per volume (preprocessed, sliding window; peak = extra memory of one volume)", flush=True)
     result = {"info": info, "inference": inference_table(args, volumes, device)}
     if not args.skip_training:
         result["training"] = training_table(args, volumes, device)

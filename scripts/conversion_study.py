@@ -88,7 +88,9 @@ def main() -> None:
     channels = [int(c) for c in args.channels.split(",")]
     lists = prepare_datalists(args.dataset_dir, args.val_fraction, args.seed)
     val = lists["val"][: args.cases or None]
-    calib = DataLoader(Dataset(lists["train"][: args.calibration_cases], calibration_transforms([int(v) for v in args.roi.split(",")])))
+    calib = DataLoader(
+        Dataset(lists["train"][: args.calibration_cases], calibration_transforms([int(v) for v in args.roi.split(",")]))
+    )
     pad = mt.DivisiblePadd(keys=["image", "label"], k=divisor(channels))
     cases = [pad(val_transforms()(d)) for d in val]
     ann = load_weights(ConvertibleUNet(3, channels=channels), args.ann, "train_ann")
@@ -121,7 +123,9 @@ def main() -> None:
         with ActivityMonitor(snn) as monitor:
             for i, case in enumerate(cases):
                 before, spikes_before, snaps = _totals(monitor), dict(monitor.spikes), {}
-                outs = seg.readouts_at(case["image"][None], steps, on_step=lambda t, snaps=snaps: snaps.update({t: _totals(monitor)}))
+                outs = seg.readouts_at(
+                    case["image"][None], steps, on_step=lambda t, snaps=snaps: snaps.update({t: _totals(monitor)})
+                )
                 for t in steps:
                     for r in dices:
                         pred = outs[r][t].argmax(1)[0]

@@ -66,8 +66,12 @@ def main() -> None:
     result = {
         "command": "python scripts/digits_study.py " + " ".join(f"--{k} {v}" for k, v in vars(args).items()),
         "date": time.strftime("%Y-%m-%d"),
-        "train_images": len(ytr), "test_images": len(yte), "ann_accuracy": ann_acc,
-        "ann_train_seconds": time.perf_counter() - t0, "steps": steps, "variants": {},
+        "train_images": len(ytr),
+        "test_images": len(yte),
+        "ann_accuracy": ann_acc,
+        "ann_train_seconds": time.perf_counter() - t0,
+        "steps": steps,
+        "variants": {},
     }
     print(f"ANN test accuracy {ann_acc:.4f}")
     for name, (neuron, v_init) in VARIANTS.items():
@@ -85,8 +89,13 @@ def main() -> None:
     for i, (name, acc) in enumerate(result["variants"].items()):
         ax.plot(steps, [acc[t] for t in steps], "o-" if "ternary" in name else "s--", color=f"C{i}", label=name)
     ax.axhline(ann_acc, color="k", ls="--", label=f"ANN ({ann_acc:.3f})")
-    ax.set(xscale="log", xlabel="timesteps T", ylabel="test accuracy", ylim=(0, 1.02),
-           title="Digits (8x8): converted CNN, binary vs ternary spikes")
+    ax.set(
+        xscale="log",
+        xlabel="timesteps T",
+        ylabel="test accuracy",
+        ylim=(0, 1.02),
+        title="Digits (8x8): converted CNN, binary vs ternary spikes",
+    )
     ax.set_xticks(steps, [str(t) for t in steps])
     ax.grid(alpha=0.3)
     ax.legend()

@@ -51,8 +51,13 @@ def main(study_json: str, out_dir: str) -> None:
     fig, (ax_s, ax_c) = plt.subplots(1, 2, figsize=(11, 4))
     for i, (name, v) in enumerate(variants.items()):
         for c, ls in zip((1, 2), ("-", "--")):
-            ax_s.plot(steps, _series(v["scale_slope"], steps, lambda x, c=c: x[c]), ls, color=f"C{i}",
-                      label=name if c == 1 else None)
+            ax_s.plot(
+                steps,
+                _series(v["scale_slope"], steps, lambda x, c=c: x[c]),
+                ls,
+                color=f"C{i}",
+                label=name if c == 1 else None,
+            )
             ax_c.plot(steps, _series(v["scale_corr"], steps, lambda x, c=c: x[c]), ls, color=f"C{i}")
     for ax, title in ((ax_s, "scale: slope of SNN score on ANN logit"), (ax_c, "correlation with ANN logit")):
         ax.axhline(1.0, color="k", lw=0.8)
@@ -71,7 +76,9 @@ def main(study_json: str, out_dir: str) -> None:
         ax.bar(np.arange(len(layers)) + i * width, list(v["firing_rates_T_max"].values()), width, label=name)
     names = [re.sub(r"\.(channel_)?spiking_\d+\.if_node$", "", n) for n in layers]
     ax.set_xticks(np.arange(len(layers)) + 0.4 - width / 2, names, rotation=60, ha="right", fontsize=8)
-    ax.set(ylabel=f"spikes / neuron / step (T={max(steps)})", title="Firing rate per layer (network depth: left to right)")
+    ax.set(
+        ylabel=f"spikes / neuron / step (T={max(steps)})", title="Firing rate per layer (network depth: left to right)"
+    )
     ax.legend(fontsize=7, ncol=4, loc="upper left")
     ax.set_ylim(0, ax.get_ylim()[1] * 1.35)
     fig.tight_layout()
@@ -111,7 +118,9 @@ def print_tables(study: dict) -> None:
             for t in steps
         )
         print(f"| {name} | {cells} |")
-    print(f"\nEnergy per volume (uJ; ANN {study['ann']['energy_uj']:.0f} uJ = {study['ann']['macs'] / 1e9:.2f} GMAC x 4.6 pJ)\n")
+    print(
+        f"\nEnergy per volume (uJ; ANN {study['ann']['energy_uj']:.0f} uJ = {study['ann']['macs'] / 1e9:.2f} GMAC x 4.6 pJ)\n"
+    )
     print("| variant | mean firing rate (T max) | " + " | ".join(f"T={t}" for t in steps) + " |")
     print("|---" * (len(steps) + 2) + "|")
     for name, v in variants.items():

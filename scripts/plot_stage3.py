@@ -71,6 +71,7 @@ def main(study: str, docs: str) -> None:
 
     print("| model | T | anterior | posterior | mean Dice | HD95 ant / post (mm) | firing rate | energy (uJ/volume) |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+
     def num(summary: dict, key: str, digits: int) -> str:
         value = summary[key].get("mean") if isinstance(summary.get(key), dict) else summary.get(key)
         return "-" if value is None else f"{value:.{digits}f}"
@@ -124,7 +125,13 @@ def main(study: str, docs: str) -> None:
     for name, marker in [("converted_binary_T4", "s"), ("ft_binary_T4", "D"), ("ft_ternary_T4_scales_more", "*")]:
         if name in evals:
             label = "fine-tuned, learnable scales (shipped)" if name.endswith("more") else name.replace("_T4", "")
-            ax.plot([4], [evals[name]["mean_dice"]], marker, markersize=10 if marker == "*" else 6, label=label.replace("_", " "))
+            ax.plot(
+                [4],
+                [evals[name]["mean_dice"]],
+                marker,
+                markersize=10 if marker == "*" else 6,
+                label=label.replace("_", " "),
+            )
     if "ann" in evals:
         ax.axhline(evals["ann"]["mean_dice"], color="k", lw=0.8, label="ANN")
     ax.set(xlabel="timesteps T", ylabel="validation mean Dice", xscale="log", ylim=(0, 1))

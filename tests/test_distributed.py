@@ -18,9 +18,26 @@ SMALL = ["--channels", "[4,8,16,32]", "--num_workers", "0", "--synthetic_cases",
 def test_torchrun_two_processes_train_all_three_stages(tmp_path):
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-    cmd += ["-m", "monai.bundle", "run", "training", "--config_file", "['configs/train.json','configs/multi_gpu_train.json']"]
+    cmd += [
+        "-m",
+        "monai.bundle",
+        "run",
+        "training",
+        "--config_file",
+        "['configs/train.json','configs/multi_gpu_train.json']",
+    ]
     cmd += ["--logging_file", "configs/logging.conf", "--output_dir", str(out), "--epochs", "2", "--val_interval", "1"]
-    cmd += [*SMALL, "--calibration_cases", "4", "--timesteps", "4", "--finetune_timesteps", "2", "--finetune_epochs", "1"]
+    cmd += [
+        *SMALL,
+        "--calibration_cases",
+        "4",
+        "--timesteps",
+        "4",
+        "--finetune_timesteps",
+        "2",
+        "--finetune_epochs",
+        "1",
+    ]
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     log = proc.stdout + proc.stderr

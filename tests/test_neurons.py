@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from bundle.spiking.neurons import GuardedTernaryIFNode, IFNeuron, make_neuron
+from bundle.spiking import kernels
+from bundle.spiking.neurons import GuardedTernaryIFNode, IFNeuron, make_neuron, set_kernel
 
 X = torch.linspace(-1.0, 1.0, 41)
 
@@ -97,3 +98,35 @@ def test_inference_after_a_training_step_leaves_the_training_state_alone():
     assert torch.equal(v_trained.detach(), v_values)
     out.sum().backward()
     assert x.grad is not None
+
+
+@pytest.mark.parametrize("kind", ["binary", "ternary"])
+def test_compiled_kernel_matches_the_eager_step(kind):
+    torch.manual_seed(0)
+    xs = torch.randn(6, 2, 3, 5, 4, 6) * 1.5
+    eager, fused = make_neuron(kind, 0.7, 0.5), set_kernel(make_neuron(kind, 0.7, 0.5), "compiled")
+    with torch.no_grad():
+        for x in xs:
+            assert torch.equal(fused(x), eager(x))
+    for name in eager._memories:
+        assert torch.allclose(getattr(fused, name), getattr(eager, name), atol=1e-6)
+
+
+def test_a_kernel_that_cannot_compile_falls_back_to_the_eager_step(monkeypatch, caplog):
+    def broken(*args):
+        raise RuntimeError("no C++ compiler")
+
+    monkeypatch.setattr(kernels, "_compiled", {kernels.binary_step: broken})
+    monkeypatch.setattr(kernels, "_failed", set())
+    neuron, reference = set_kernel(IFNeuron(1.0), "compiled"), IFNeuron(1.0)
+    x = torch.rand(3, 4) * 2
+    with torch.no_grad():
+        assert torch.equal(neuron(x), reference(x))
+        assert torch.equal(neuron(x), reference(x))  # second step: eager without trying again
+    assert kernels.binary_step in kernels._failed
+    assert sum("running the eager step" in r.message for r in caplog.records) == 1
+
+
+def test_unknown_kernel():
+    with pytest.raises(ValueError, match="kernel must be one of"):
+        set_kernel(IFNeuron(), "cuda")

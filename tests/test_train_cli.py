@@ -86,8 +86,18 @@ def test_convert_stage_saves_an_snn_and_evaluates_it(trained):
 
 def test_2d_slice_wise_training(tmp_path):
     proc = bundle_run(
-        "train_ann", "--output_dir", str(tmp_path), "--spatial_dims", "2", "--epochs", "1", "--val_interval", "1",
-        "--batch_size", "2", *SMALL,
+        "train_ann",
+        "--output_dir",
+        str(tmp_path),
+        "--spatial_dims",
+        "2",
+        "--epochs",
+        "1",
+        "--val_interval",
+        "1",
+        "--batch_size",
+        "2",
+        *SMALL,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     ConvertibleUNet(2, channels=(4, 8, 16, 32)).load_state_dict(
@@ -96,8 +106,19 @@ def test_2d_slice_wise_training(tmp_path):
 
 
 def test_metadata_matches_the_network():
-    cmd = [sys.executable, "-m", "monai.bundle", "verify_net_in_out", "network_def", "--meta_file",
-           "configs/metadata.json", "--config_file", "configs/train.json", "--device", "cpu"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "monai.bundle",
+        "verify_net_in_out",
+        "network_def",
+        "--meta_file",
+        "configs/metadata.json",
+        "--config_file",
+        "configs/train.json",
+        "--device",
+        "cpu",
+    ]
     proc = subprocess.run(cmd, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True)
     assert proc.returncode == 0 and "verified with no error" in proc.stdout + proc.stderr, proc.stderr[-2000:]
 
@@ -122,7 +143,14 @@ def test_finetune_stage_trains_the_converted_snn(trained):
 
 def test_direct_training_baseline_needs_no_ann(tmp_path):
     proc = bundle_run(
-        "train_snn_direct", "--output_dir", str(tmp_path), "--finetune_epochs", "1", "--finetune_timesteps", "2", *SMALL,
+        "train_snn_direct",
+        "--output_dir",
+        str(tmp_path),
+        "--finetune_epochs",
+        "1",
+        "--finetune_timesteps",
+        "2",
+        *SMALL,
         configs=("configs/train.json", "configs/train_snn_direct.json"),
     )
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -24,6 +24,7 @@ from monailabel.interfaces.tasks.infer_v2 import InferTask
 from monailabel.utils.others.generic import handle_torch_linalg_multithread
 
 import bundle
+from bundle.runtime import tune_allocator
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +37,7 @@ class HippocampusApp(MONAILabelApp):
         check_host(sys.argv, conf)
         self.choices = model_choices(conf)
         self.settings = inference_settings()
+        tune_allocator()
         super().__init__(
             app_dir=app_dir,
             studies=studies,

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from bundle.spiking.neurons import GuardedTernaryIFNode, IFNeuron
+from bundle.spiking.neurons import GuardedTernaryIFNode, IFNeuron, set_kernel
 from bundle.spiking.segmenter import SpikingSegmenter
 
 __all__ = ["export_snn"]
@@ -35,7 +35,7 @@ def export_snn(network: SpikingSegmenter, path: str | Path, roi_size: Sequence[i
     """Trace ``network`` for inputs ``[1, 1, *roi_size]``, save it, reload it and check it matches."""
     if not isinstance(network, SpikingSegmenter):
         raise TypeError("export_snn exports a SpikingSegmenter; export the ANN with `monai.bundle ckpt_export`.")
-    model = copy.deepcopy(network).cpu().eval()
+    model = set_kernel(copy.deepcopy(network).cpu().eval(), "eager")  # a trace records ops, not compiled kernels
     for module in model.modules():
         if isinstance(module, (IFNeuron, GuardedTernaryIFNode)):
             module.surrogate_function = _Heaviside()

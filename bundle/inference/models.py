@@ -33,11 +33,13 @@ def load_model(
     spatial_dims: int = 3,
     channels: tuple[int, ...] = (16, 32, 64, 128),
     multi_step: bool = False,
+    kernel: str = "compiled",
 ) -> tuple[nn.Module, dict]:
     """Load ``model`` (``"snn"``, ``"snn_converted"`` or ``"ann"``) in eval mode, and describe it.
 
     ``ckpt`` overrides the file in ``models_dir``; ``timesteps`` overrides the SNN's trained T.
     ``spatial_dims``/``channels`` describe the ANN only (SNN checkpoints record their own).
+    ``kernel``: the SNN neurons' inference step, ``"compiled"`` (fused; eager where compiling fails) or ``"eager"``.
     Returns ``(network, info)`` with info keys ``model``, ``checkpoint``, ``timesteps`` (0 for the ANN), ``neuron``.
     """
     if model not in MODEL_FILES:
@@ -67,6 +69,7 @@ def load_model(
         readout=settings.get("readout", "membrane"),
         out_threshold=settings.get("out_threshold"),
         multi_step=multi_step,
+        kernel=kernel,
     )
     info = {"model": model, "checkpoint": str(path), "timesteps": steps, "neuron": settings["neuron"]}
     return network.to(device).eval(), info

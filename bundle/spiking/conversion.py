@@ -134,7 +134,9 @@ class _SharedCalibrationRecipe(RateCodingRecipe):
         fewest = torch.tensor([min(h.num_batches_tracked for h in hooks)], dtype=torch.float64, device=device)
         dist.all_reduce(fewest, op=dist.ReduceOp.MIN)
         if fewest.item() == 0:
-            raise InputError("a process got no calibration image: raise calibration_cases to at least the process count.")
+            raise InputError(
+                "a process got no calibration image: raise calibration_cases to at least the process count."
+            )
         for hook in hooks:
             hook.scale = _mean_over_processes(hook.scale, hook.num_batches_tracked)
         return fx_model

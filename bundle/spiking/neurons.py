@@ -20,14 +20,25 @@ from spikingjelly.activation_based import surrogate
 from spikingjelly.activation_based.neuron.base_node import BaseNode
 from torch import nn
 
-__all__ = ["NEURON_TYPES", "SURROGATES", "GuardedTernaryIFNode", "IFNeuron", "make_neuron", "set_surrogate"]
+from bundle.spiking import kernels
+
+__all__ = [
+    "NEURON_TYPES",
+    "SURROGATES",
+    "GuardedTernaryIFNode",
+    "IFNeuron",
+    "make_neuron",
+    "set_kernel",
+    "set_surrogate",
+]
 
 NEURON_TYPES = ("binary", "ternary")
 
 
 def _as_float(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    # through uint8: torch's CPU bool -> float cast is not vectorised (>10x slower on a 3D feature map)
-    return mask.view(torch.uint8).to(dtype)
+    # through uint8: torch's CPU bool -> float cast is not vectorised (>10x slower on a 3D feature map);
+    # TorchScript's tracer has no dtype view
+    return mask.to(dtype) if torch.jit.is_tracing() else mask.view(torch.uint8).to(dtype)
 
 
 class _SoftResetIF(BaseNode):
@@ -51,6 +62,11 @@ class _SoftResetIF(BaseNode):
         self.v_init = float(v_init)
         self.v = self.v_init * self.v_threshold
         self.set_reset_value("v", self.v)  # BaseNode registered v = 0.0
+        self.kernel = "eager"  # inference step: "eager" or "compiled" (see bundle.spiking.kernels)
+
+    def _threshold(self, v: torch.Tensor) -> torch.Tensor:
+        # a tensor, not a float: a compiled kernel would otherwise be specialised to each threshold value
+        return torch.tensor(self.v_threshold, dtype=v.dtype, device=v.device)
 
     @staticmethod
     def _tensor(state, like: torch.Tensor) -> torch.Tensor:
@@ -59,6 +75,13 @@ class _SoftResetIF(BaseNode):
         if isinstance(state, torch.Tensor):
             return state
         return torch.full_like(like, float(state), dtype=torch.promote_types(like.dtype, torch.float32))
+
+    @classmethod
+    def _charge(cls, state, x: torch.Tensor) -> torch.Tensor:
+        """``V[t-1] + X[t]`` for the inference step, in place where the state allows it."""
+        if isinstance(state, torch.Tensor):
+            return cls._owned(state, x).add_(x)
+        return x.to(torch.promote_types(x.dtype, torch.float32), copy=True).add_(float(state))  # first step
 
     @staticmethod
     def _owned(state, like: torch.Tensor) -> torch.Tensor:
@@ -91,7 +114,11 @@ class IFNeuron(_SoftResetIF):
         return (spike,), (h - self.v_threshold * reset, *states[1:])
 
     def _inference_step(self, x, states):
-        v = self._owned(states[0], x).add_(x)
+        if self.kernel == "compiled":
+            v = self._tensor(states[0], x)
+            spike, v = kernels.run(kernels.binary_step, x, v, self._threshold(v))
+            return (spike,), (v, *states[1:])
+        v = self._charge(states[0], x)
         spike = _as_float(v >= self.v_threshold, x.dtype)
         return (spike,), (v.sub_(spike, alpha=self.v_threshold), *states[1:])
 
@@ -127,11 +154,19 @@ class GuardedTernaryIFNode(_SoftResetIF):
         return (spike,), (h - self.v_threshold * reset, count + spike.detach(), *states[2:])
 
     def _inference_step(self, x, states):
-        v = self._owned(states[0], x).add_(x)
-        count = self._owned(states[1], x)
+        if self.kernel == "compiled":
+            v, count = self._tensor(states[0], x), self._tensor(states[1], x)
+            spike, v, count = kernels.run(kernels.ternary_step, x, v, count, self._threshold(v))
+            return (spike,), (v, count, *states[2:])
+        v = self._charge(states[0], x)
         spike = _as_float(v >= self.v_threshold, x.dtype)
-        spike.sub_(_as_float((v <= -self.v_threshold) & (count > 0), x.dtype))
-        return (spike,), (v.sub_(spike, alpha=self.v_threshold), count.add_(spike), *states[2:])
+        if isinstance(states[1], torch.Tensor) or float(states[1]) != 0.0:
+            count = self._owned(states[1], x)
+            spike.sub_(_as_float((v <= -self.v_threshold) & (count > 0), x.dtype))
+            count.add_(spike)
+        else:  # first step: no spike to take back yet
+            count = spike.to(v.dtype, copy=True)
+        return (spike,), (v.sub_(spike, alpha=self.v_threshold), count, *states[2:])
 
 
 def make_neuron(kind: str, v_threshold: float = 1.0, v_init: float = 0.0, step_mode: str = "s") -> BaseNode:
@@ -156,4 +191,14 @@ def set_surrogate(network: nn.Module, name: str = "atan", alpha: float | None = 
     for module in network.modules():
         if isinstance(module, (IFNeuron, GuardedTernaryIFNode)):
             module.surrogate_function = SURROGATES[name]() if alpha is None else SURROGATES[name](alpha=float(alpha))
+    return network
+
+
+def set_kernel(network: nn.Module, kernel: str = "eager") -> nn.Module:
+    """Run every neuron's inference step ``"eager"`` (op by op) or ``"compiled"`` (one fused kernel)."""
+    if kernel not in kernels.KERNELS:
+        raise ValueError(f"kernel must be one of {kernels.KERNELS} but is {kernel!r}.")
+    for module in network.modules():
+        if isinstance(module, _SoftResetIF):
+            module.kernel = kernel
     return network

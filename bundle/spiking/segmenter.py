@@ -13,7 +13,7 @@ from spikingjelly.activation_based import functional
 from torch import nn
 
 from bundle.options import as_bool
-from bundle.spiking.neurons import IFNeuron
+from bundle.spiking.neurons import IFNeuron, set_kernel
 
 __all__ = ["READOUTS", "SpikingSegmenter"]
 
@@ -34,6 +34,8 @@ class SpikingSegmenter(nn.Module):
         out_threshold: threshold of the spiking output layer (needed for ``"rate"``), e.g. a high
             percentile of the ANN's positive logits on calibration images.
         multi_step: run all T steps as one ``[T, B, ...]`` tensor (faster on GPU, more memory).
+        kernel: the neurons' inference step, ``"eager"`` or ``"compiled"`` (one fused kernel per neuron
+            type, see :mod:`bundle.spiking.kernels`); training always runs the eager autograd step.
 
     Input ``[B, C, *spatial]``, output ``[B, K, *spatial]``.
     """
@@ -45,6 +47,7 @@ class SpikingSegmenter(nn.Module):
         readout: str = "membrane",
         out_threshold: float | None = None,
         multi_step: bool = False,
+        kernel: str = "eager",
     ):
         super().__init__()
         if readout not in READOUTS:
@@ -60,6 +63,7 @@ class SpikingSegmenter(nn.Module):
         # with a threshold, the spiking output layer runs alongside, so readouts_at can compare both
         self.out_neuron = None if out_threshold is None else IFNeuron(float(out_threshold), v_init=0.5)
         functional.set_step_mode(self, "m" if self.multi_step else "s")
+        set_kernel(self, kernel)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.scores_at(x, [self.timesteps])[self.timesteps]

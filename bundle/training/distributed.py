@@ -113,7 +113,6 @@ def ddp(module: nn.Module, device: torch.device | str | None = None) -> nn.Modul
     return nn.parallel.DistributedDataParallel(module.to(device), device_ids=ids)
 
 
-
 def unwrap(module: nn.Module) -> nn.Module:
     """The network inside a ``DistributedDataParallel`` wrapper (evaluators run it without collectives)."""
     return module.module if isinstance(module, nn.parallel.DistributedDataParallel) else module

@@ -37,7 +37,7 @@ CONF_KEYS = {
 }
 # keys that MONAI Label itself reads from --conf
 _MONAILABEL_KEYS = {"server_mode"}
-_SETTINGS = ("spatial_dims", "channels", "roi_size", "sw_batch_size", "overlap", "multi_step")
+_SETTINGS = ("spatial_dims", "channels", "roi_size", "sw_batch_size", "overlap", "multi_step", "neuron_kernel")
 
 
 @dataclass(frozen=True)
@@ -92,8 +92,8 @@ def _timesteps(value: str | None) -> int | None:
 
 
 def inference_settings(config_file: Path | None = None) -> dict:
-    """``spatial_dims``, ``channels``, ``roi_size``, ``sw_batch_size``, ``overlap``, ``multi_step`` of the
-    bundle's batch inference (``configs/inference.json``)."""
+    """``spatial_dims``, ``channels``, ``roi_size``, ``sw_batch_size``, ``overlap``, ``multi_step`` and
+    ``neuron_kernel`` of the bundle's batch inference (``configs/inference.json``)."""
     path = Path(config_file or BUNDLE_ROOT / "configs" / "inference.json")
     try:
         config = json.loads(path.read_text())

@@ -76,6 +76,7 @@ class BundleSegmentation(BasicInferTask):
                 spatial_dims=self.settings["spatial_dims"],
                 channels=tuple(self.settings["channels"]),
                 multi_step=self.settings["multi_step"],
+                kernel=self.settings["neuron_kernel"],
             )
             inferer = make_inferer(
                 self.settings["spatial_dims"],
