@@ -37,6 +37,7 @@ def _parser() -> argparse.ArgumentParser:
             "--kernel", default="compiled", choices=["compiled", "eager"],
             help="SNN neuron step: one compiled kernel (default; eager where compiling fails) or op by op",
         )  # fmt: skip
+        q.add_argument("--amp", action="store_true", help="mixed precision (bfloat16 on CPU, float16 on CUDA)")
         q.add_argument("--overwrite", action="store_true", help="replace existing outputs")
         q.add_argument("--quiet", action="store_true", help="no progress bar, warnings and errors only")
 
@@ -84,13 +85,21 @@ def main(argv: list[str] | None = None) -> int:
         inferer = make_inferer(3, args.roi_size)
         if args.command == "segment":
             report = segment_folder(
-                args.input_dir, args.output_dir, network, inferer, info, args.overwrite, device, progress=not args.quiet
+                args.input_dir,
+                args.output_dir,
+                network,
+                inferer,
+                info,
+                args.overwrite,
+                device,
+                progress=not args.quiet,
+                amp=args.amp,
             )
             print(report.line())
             return 1 if report.failed else 0
         summary = evaluate_folder(
             args.dataset_dir, args.output_dir, network, inferer, info, args.split, args.val_fraction, args.seed,
-            args.overlays, args.overwrite, device, progress=not args.quiet,
+            args.overlays, args.overwrite, device, progress=not args.quiet, amp=args.amp,
         )  # fmt: skip
         dice = "-" if summary["mean_dice"] is None else f"{summary['mean_dice']:.4f}"
         print(f"mean Dice {dice} over {summary['cases_ok']} case(s); {Path(args.output_dir) / 'summary.json'}")

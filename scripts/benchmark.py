@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import inspect
 import json
 import os
 import platform
@@ -90,34 +91,39 @@ def load_volumes(dataset_dir: str | None, cases: int, workdir: Path) -> list[tor
     return [pre({"image": case["image"]})["image"].as_tensor()[None] for case in lists["val"][:cases]]
 
 
-def time_inference(network, volumes, device, repeats: int, amp: bool) -> dict:
-    """Seconds per volume: each volume's fastest of ``repeats`` runs (a shared machine only ever adds time),
-    averaged over the volumes; on CUDA also the allocator's peak for one pass."""
+def time_models(models: dict, volumes, device, repeats: int, amp: bool) -> dict[str, float]:
+    """Seconds per volume of each model: per volume the fastest of ``repeats`` runs (a shared machine only
+    adds time), averaged over volumes. Models take turns on each volume, so drift hits them all alike."""
     inferer = make_inferer(3, ROI)
     dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
     volumes = [v.to(device) for v in volumes]
 
-    def run(v):
+    def run(network, v) -> float:
+        t0 = time.perf_counter()
         with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=amp):
             inferer(v, network)
         sync(device)
+        return time.perf_counter() - t0
 
-    run(volumes[0])  # warm-up: kernels, allocator, lazy initialisation
-    row = {}
-    if device.type == "cuda":
-        with PeakMemory(device) as mem:
-            run(volumes[0])
-        row["peak_mb"] = mem.peak_mb
-    best = []
+    for network in models.values():
+        run(network, volumes[0])  # warm-up: kernels (compiled ones too), allocator
+    best = {name: [] for name in models}
     for v in volumes:
-        times = []
+        times = {name: [] for name in models}
         for _ in range(repeats):
-            t0 = time.perf_counter()
-            run(v)
-            times.append(time.perf_counter() - t0)
-        best.append(min(times))
-    per_volume = statistics.fmean(best)
-    return {"s_per_volume": per_volume, "volumes_per_s": 1 / per_volume, **row}
+            for name, network in models.items():
+                times[name].append(run(network, v))
+        for name in models:
+            best[name].append(min(times[name]))
+    return {name: statistics.fmean(b) for name, b in best.items()}
+
+
+def cuda_peak_memory(network, volume, device, amp: bool) -> float:
+    inferer = make_inferer(3, ROI)
+    with PeakMemory(device) as mem, torch.inference_mode():
+        with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+            inferer(volume.to(device), network)
+    return mem.peak_mb
 
 
 def cpu_peak_memory(args, model: str, timesteps: int) -> float:
@@ -126,6 +132,7 @@ def cpu_peak_memory(args, model: str, timesteps: int) -> float:
     cmd += [*(["--dataset_dir", args.dataset_dir] if args.dataset_dir else [])]
     cmd += [*(["--models_dir", args.models_dir] if args.models_dir else []), *(["--amp"] if args.amp else [])]
     cmd += [*(["--multi_step"] if args.multi_step else []), *(["--threads", str(args.threads)] if args.threads else [])]
+    cmd += ["--kernel", args.kernel, *(["--default_allocator"] if args.default_allocator else [])]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     if proc.returncode != 0:
         raise RuntimeError(f"memory measurement of {model} T={timesteps} failed: {proc.stderr.strip()[-500:]}")
@@ -144,27 +151,33 @@ def memory_child(args, volumes, device) -> None:
     print(f"{mem.peak_mb:.1f}")
 
 
+def _load(args, model: str, timesteps: int | None, device):
+    kwargs = {"models_dir": args.models_dir, "device": device}
+    if model != "ann":
+        kwargs.update(timesteps=timesteps, multi_step=args.multi_step)
+        if "kernel" in inspect.signature(load_model).parameters:  # absent before the fused kernels
+            kwargs["kernel"] = args.kernel
+    return load_model(model, **kwargs)[0]
+
+
 def inference_table(args, volumes, device) -> list[dict]:
+    models = {("ann", 0): _load(args, "ann", None, device)}
+    models.update({("snn", t): _load(args, "snn", t, device) for t in args.timesteps})
+    seconds = time_models(models, volumes, device, args.repeats, args.amp)
+    ann_s = seconds[("ann", 0)]
     rows = []
-    ann, _ = load_model("ann", models_dir=args.models_dir, device=device)
-    ann_row = {"model": "ann", "T": 0, **time_inference(ann, volumes, device, args.repeats, args.amp)}
-    if device.type != "cuda":
-        ann_row["peak_mb"] = cpu_peak_memory(args, "ann", 0)
-    rows.append(ann_row)
-    print(f"ann          {ann_row['s_per_volume']:.3f} s/volume  {ann_row['peak_mb']:.0f} MB", flush=True)
-    for t in args.timesteps:
-        snn, _ = load_model("snn", models_dir=args.models_dir, timesteps=t, device=device, multi_step=args.multi_step)
-        row = {"model": "snn", "T": t, **time_inference(snn, volumes, device, args.repeats, args.amp)}
-        if device.type != "cuda":
-            row["peak_mb"] = cpu_peak_memory(args, "snn", t)
-        row["ratio"] = row["s_per_volume"] / ann_row["s_per_volume"]
-        row["ratio_per_T"] = row["ratio"] / t
+    for (model, t), s in seconds.items():
+        row = {"model": model, "T": t, "s_per_volume": s, "volumes_per_s": 1 / s}
+        if model == "snn":
+            row.update(ratio=s / ann_s, ratio_per_T=s / ann_s / t)
+        if device.type == "cuda":
+            row["peak_mb"] = cuda_peak_memory(models[(model, t)], volumes[0], device, args.amp)
+        else:
+            row["peak_mb"] = cpu_peak_memory(args, model, t)
         rows.append(row)
-        print(
-            f"snn T={t:<3d}    {row['s_per_volume']:.3f} s/volume  {row['peak_mb']:.0f} MB  "
-            f"SNN/ANN {row['ratio']:.2f}  /T {row['ratio_per_T']:.2f}",
-            flush=True,
-        )
+        name = "ann" if model == "ann" else f"snn T={t}"
+        ratios = f"  SNN/ANN {row['ratio']:6.2f}  /T {row['ratio_per_T']:.2f}" if model == "snn" else ""
+        print(f"{name:<10s} {s:7.3f} s/volume  {1 / s:6.2f} volumes/s  {row['peak_mb']:6.0f} MB{ratios}", flush=True)
     return rows
 
 
@@ -193,8 +206,7 @@ def training_table(args, volumes, device) -> dict:
     to_patch = mt.ResizeWithPadOrCrop((32, 48, 32))  # the training patch size
     x = torch.stack([to_patch(volumes[i % len(volumes)][0]) for i in range(args.batch_size)]).as_tensor().to(device)
     y = (x > x.mean()).long() + (x > x.mean() + x.std()).long()
-    ann, _ = load_model("ann", models_dir=args.models_dir, device=device)
-    ann.train()
+    ann = _load(args, "ann", None, device).train()
     opt = torch.optim.AdamW(ann.parameters(), 1e-4)
     loss = DiceCELoss(to_onehot_y=True, softmax=True, batch=True)
     scaler_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
@@ -306,6 +318,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--amp", action="store_true", help="autocast: bfloat16 on CPU, float16 on CUDA")
     p.add_argument("--multi_step", action="store_true", help="SNN in multi-step mode ([T*B] per layer)")
+    p.add_argument("--kernel", default="compiled", choices=["compiled", "eager"], help="SNN neuron step")
+    p.add_argument("--default_allocator", action="store_true", help="leave glibc's malloc as it is")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--batch_size", type=int, default=4)
     p.add_argument("--train_steps", type=int, default=3)
@@ -315,6 +329,13 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--out", default=None, help="JSON file for the figures (a PNG is written beside it)")
     p.add_argument("--memory_child", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    tuned = False
+    if not args.default_allocator:
+        try:
+            from bundle.runtime import tune_allocator
+        except ImportError:  # a bundle from before the allocator setting
+            tune_allocator = None
+        tuned = bool(tune_allocator and tune_allocator())
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -325,6 +346,8 @@ def main(argv: list[str] | None = None) -> dict:
         "torch": torch.__version__,
         "amp": args.amp,
         "multi_step": args.multi_step,
+        "kernel": args.kernel,
+        "allocator_tuned": tuned,
         "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
     }
     if not args.memory_child:

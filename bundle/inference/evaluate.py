@@ -79,6 +79,7 @@ def evaluate_folder(
     overwrite: bool = False,
     device: torch.device | str = "cpu",
     progress: bool = True,
+    amp: bool = False,
 ) -> dict:
     """Segment the labelled images of ``dataset_dir`` and score them; write CSV, JSON summary, masks, PNGs.
 
@@ -106,7 +107,7 @@ def evaluate_folder(
         (out / "masks").mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise InputError(f"{out}: cannot create the output folder ({e.strerror}).") from None
-    segmenter = VolumeSegmenter(network, inferer, device)
+    segmenter = VolumeSegmenter(network, inferer, device, amp)
     loader = LoadImage(image_only=True, ensure_channel_first=True)
     rows = []
     logger.info(f"evaluating {info.get('model', 'the network')} on {len(pairs)} labelled case(s) ({split})")

@@ -77,8 +77,11 @@ def voxel_volume(affine: np.ndarray | torch.Tensor) -> float:
 class VolumeSegmenter:
     """One image file -> ``(mask, activity)``: a ``[1, *shape]`` uint8 MetaTensor in the file's geometry."""
 
-    def __init__(self, network: nn.Module, inferer: Inferer, device: torch.device | str = "cpu"):
+    def __init__(self, network: nn.Module, inferer: Inferer, device: torch.device | str = "cpu", amp: bool = False):
         self.network, self.inferer, self.device = network.eval(), inferer, torch.device(device)
+        # mixed precision: float16 on CUDA, bfloat16 on CPU; SNN membranes stay float32 (see neurons)
+        self.amp = {"device_type": self.device.type, "dtype": torch.float16 if self.device.type == "cuda" else torch.bfloat16,
+                    "enabled": as_bool(amp, "amp")}  # fmt: skip
         self._lock = threading.Lock()  # the SNN's membranes and the activity hooks are per-call state
         self.pre = mt.Compose(preprocessing(["image"]))
         self.post = mt.Compose(
@@ -102,7 +105,7 @@ class VolumeSegmenter:
             lambda _m, args: windows.__setitem__(0, windows[0] + args[0].shape[0])
         )
         try:
-            with torch.no_grad():
+            with torch.no_grad(), torch.autocast(**self.amp):
                 if snn is None:
                     pred = self.inferer(x, self.network)
                     activity = {}
@@ -115,7 +118,7 @@ class VolumeSegmenter:
                     activity = {"mean_firing_rate": s["mean_firing_rate"], "energy_uj": s["energy_uj"] * windows[0]}
         finally:
             counter.remove()
-        data["pred"] = pred[0].cpu()
+        data["pred"] = pred[0].float().cpu()
         mask = self.post(data)["pred"]
         mask = mask.to(torch.uint8) if isinstance(mask, MetaTensor) else MetaTensor(mask.to(torch.uint8))
         return mask, activity
@@ -198,6 +201,7 @@ def segment_folder(
     overwrite: bool = False,
     device: torch.device | str = "cpu",
     progress: bool = True,
+    amp: bool = False,
 ) -> Report:
     """Segment every image of ``input_dir`` into ``output_dir`` (created if missing); never raises per image.
 
@@ -229,7 +233,7 @@ def segment_folder(
     table = _read_csv(out / "volumes.csv")
     for note in notes:
         logger.warning(f"warning: {note}")
-    segmenter = VolumeSegmenter(network, inferer, device)
+    segmenter = VolumeSegmenter(network, inferer, device, amp)
     report = Report(out)
     claimed: dict[str, Path] = {}
     logger.info(
