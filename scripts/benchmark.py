@@ -5,7 +5,8 @@
 
 Prints, and writes as JSON (``--out``) and a PNG beside it:
 * inference per volume (the bundle's preprocessing done once and cached, then the sliding-window
-  inferer as batch inference runs it): seconds, volumes/s, peak memory, and for the SNN the ratio to
+  inferer as batch inference runs it; file reading/writing are left out, and the SNN's activity
+  monitoring too unless ``--activity``): seconds, volumes/s, peak memory, and for the SNN the ratio to
   the ANN and that ratio divided by T (dense hardware's floor is 1.0: one ANN pass per timestep);
 * training step time per stage: ANN step, conversion calibration per image, SNN fine-tuning step;
 * on CUDA, SpikingJelly's IF neuron in each implementation (torch/cuda/triton) beside ours.
@@ -37,6 +38,7 @@ from bundle.data.datalist import prepare_datalists
 from bundle.data.transforms import preprocessing
 from bundle.inference.inferers import make_inferer
 from bundle.inference.models import load_model
+from bundle.spiking.activity import ActivityMonitor
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -91,7 +93,7 @@ def load_volumes(dataset_dir: str | None, cases: int, workdir: Path) -> list[tor
     return [pre({"image": case["image"]})["image"].as_tensor()[None] for case in lists["val"][:cases]]
 
 
-def time_models(models: dict, volumes, device, repeats: int, amp: bool) -> dict[str, float]:
+def time_models(models: dict, volumes, device, repeats: int, amp: bool, activity: bool = False) -> dict[str, float]:
     """Seconds per volume of each model: per volume the fastest of ``repeats`` runs (a shared machine only
     adds time), averaged over volumes. Models take turns on each volume, so drift hits them all alike."""
     inferer = make_inferer(3, ROI)
@@ -99,8 +101,9 @@ def time_models(models: dict, volumes, device, repeats: int, amp: bool) -> dict[
     volumes = [v.to(device) for v in volumes]
 
     def run(network, v) -> float:
+        monitor = ActivityMonitor(network.snn) if activity and hasattr(network, "snn") else contextlib.nullcontext()
         t0 = time.perf_counter()
-        with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=amp):
+        with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=amp), monitor:
             inferer(v, network)
         sync(device)
         return time.perf_counter() - t0
@@ -127,7 +130,8 @@ def cuda_peak_memory(network, volume, device, amp: bool) -> float:
 
 
 def cpu_peak_memory(args, model: str, timesteps: int) -> float:
-    """Peak extra resident memory of one volume's inference, in a fresh process (freed heap would hide it)."""
+    """Peak extra resident memory of one volume's inference, in a fresh process (freed heap would hide it),
+    after the compiled kernels are built."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "--memory_child", f"{model}:{timesteps}", "--cases", "1"]
     cmd += [*(["--dataset_dir", args.dataset_dir] if args.dataset_dir else [])]
     cmd += [*(["--models_dir", args.models_dir] if args.models_dir else []), *(["--amp"] if args.amp else [])]
@@ -141,12 +145,11 @@ def cpu_peak_memory(args, model: str, timesteps: int) -> float:
 
 def memory_child(args, volumes, device) -> None:
     model, t = args.memory_child.split(":")
-    network, _ = load_model(
-        model, models_dir=args.models_dir, timesteps=int(t) or None, device=device, multi_step=args.multi_step
-    )
+    network = _load(args, model, int(t) or None, device)
     inferer = make_inferer(3, ROI)
-    with PeakMemory(device) as mem, torch.inference_mode():
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.amp):
+    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.amp):
+        network(torch.rand(1, 1, 16, 16, 16))  # compiles the kernels (any shape) on a small input first
+        with PeakMemory(device) as mem:
             inferer(volumes[0], network)
     print(f"{mem.peak_mb:.1f}")
 
@@ -163,7 +166,7 @@ def _load(args, model: str, timesteps: int | None, device):
 def inference_table(args, volumes, device) -> list[dict]:
     models = {("ann", 0): _load(args, "ann", None, device)}
     models.update({("snn", t): _load(args, "snn", t, device) for t in args.timesteps})
-    seconds = time_models(models, volumes, device, args.repeats, args.amp)
+    seconds = time_models(models, volumes, device, args.repeats, args.amp, args.activity)
     ann_s = seconds[("ann", 0)]
     rows = []
     for (model, t), s in seconds.items():
@@ -259,7 +262,7 @@ sys.path.insert(0, {repo!r})
 from bundle.spiking.neurons import make_neuron
 T, shape = {T}, (1, 16, 48, 64, 48)
 x = torch.rand(T, *shape, device="cuda", requires_grad=True)
-for name, n in (("sj_IFNode", neuron.IFNode(step_mode="m")), ("ours_binary", make_neuron("binary", step_mode="m")),
+for name, n in (("sj_IFNode", neuron.IFNode(v_reset=None, step_mode="m")), ("ours_binary", make_neuron("binary", step_mode="m")),
                 ("ours_ternary", make_neuron("ternary", step_mode="m"))):
     if name != "sj_IFNode" and os.environ["SJ_IF_CUDA_IMPLEMENTATION"] != "torch":
         continue  # ours do not dispatch: time them once
@@ -318,6 +321,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--amp", action="store_true", help="autocast: bfloat16 on CPU, float16 on CUDA")
     p.add_argument("--multi_step", action="store_true", help="SNN in multi-step mode ([T*B] per layer)")
+    p.add_argument("--activity", action="store_true", help="count spikes and SynOps as batch inference does")
     p.add_argument("--kernel", default="compiled", choices=["compiled", "eager"], help="SNN neuron step")
     p.add_argument("--default_allocator", action="store_true", help="leave glibc's malloc as it is")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
@@ -347,6 +351,7 @@ def main(argv: list[str] | None = None) -> dict:
         "amp": args.amp,
         "multi_step": args.multi_step,
         "kernel": args.kernel,
+        "activity": args.activity,
         "allocator_tuned": tuned,
         "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
     }

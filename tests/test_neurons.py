@@ -130,3 +130,27 @@ def test_a_kernel_that_cannot_compile_falls_back_to_the_eager_step(monkeypatch, 
 def test_unknown_kernel():
     with pytest.raises(ValueError, match="kernel must be one of"):
         set_kernel(IFNeuron(), "cuda")
+
+
+@pytest.mark.parametrize("kind", ["binary", "ternary"])
+def test_membrane_stays_float32_under_mixed_precision(kind):
+    neuron = make_neuron(kind, 1.0, 0.5)
+    x = torch.full((2, 8), 0.01, dtype=torch.bfloat16)
+    with torch.no_grad():
+        for _ in range(3):
+            spikes = neuron(x)
+    assert neuron.v.dtype == torch.float32 and spikes.dtype == torch.bfloat16
+    assert torch.allclose(
+        neuron.v, torch.full((2, 8), 0.5 + 3 * 0.01), atol=1e-4
+    )  # bfloat16 would round 0.51 to 0.5078
+
+
+def test_inference_keeps_the_recorded_voltage_sequence():
+    """store_v_seq keeps each step's membrane: the in-place inference step must not overwrite them."""
+    xs = torch.rand(5, 3, 4)
+    fast, slow = GuardedTernaryIFNode(0.5, 0.5, step_mode="m"), GuardedTernaryIFNode(0.5, 0.5, step_mode="m")
+    fast.store_v_seq = slow.store_v_seq = True
+    with torch.no_grad():
+        fast(xs)
+    slow(xs)
+    assert torch.allclose(fast.v_seq, slow.v_seq.detach()) and not torch.equal(fast.v_seq[0], fast.v_seq[-1])

@@ -6,8 +6,7 @@ ReLU's activation scale on calibration images, and replaces every ReLU with
 see :mod:`bundle.spiking.neurons`) and feed calibration images one at a time: SpikingJelly's
 percentile mode calls ``torch.quantile``, which refuses tensors above 2**24 elements, and a 3D batch
 of activations passes that easily. Under ``torchrun`` each process calibrates on its own share of the
-images and the per-layer scales are averaged over processes (weighted by image count), which is what
-SpikingJelly's running average over images would give, up to order.
+images, and the shares are combined into exactly the scales one process would have found.
 """
 
 from __future__ import annotations
@@ -20,7 +19,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 from spikingjelly.activation_based.ann2snn import FXConverter, RateCodingRecipe
-from spikingjelly.activation_based.ann2snn.modules import VoltageHook, VoltageScaler
+from spikingjelly.activation_based.ann2snn.modules import VoltageScaler
 from torch import nn
 
 from bundle.errors import InputError
@@ -119,27 +118,67 @@ def _mean_over_processes(value: torch.Tensor, weight: float) -> torch.Tensor:
     weight = torch.tensor([float(weight)], dtype=torch.float64)
     packed = torch.cat([value.detach().double().flatten().cpu() * weight, weight]).to(device)
     dist.all_reduce(packed)
+    if packed[-1] == 0:  # no process had anything to average
+        return value
     return (packed[:-1] / packed[-1]).to(value.device, value.dtype).reshape(value.shape)
 
 
 class _SharedCalibrationRecipe(RateCodingRecipe):
-    """Rate coding whose activation scales are averaged over all processes after each calibrates its share."""
+    """Rate coding whose calibration may be split over processes and still ends as one process's would.
+
+    SpikingJelly keeps each layer's scale as a moving average over images (momentum 0.1), so order
+    matters: every process records what each of its images contributed, the contributions are gathered
+    and replayed in the order one process would have seen them (``DistributedSampler`` without
+    shuffling deals image ``i`` to process ``i % N``).
+    """
 
     def calibrate(self, converter, fx_model):
-        fx_model = super().calibrate(converter, fx_model)
-        if not _distributed():
-            return fx_model
-        hooks = [m for m in fx_model.modules() if hasattr(m, "scale") and hasattr(m, "num_batches_tracked")]
-        device = _collective_device()
-        fewest = torch.tensor([min(h.num_batches_tracked for h in hooks)], dtype=torch.float64, device=device)
-        dist.all_reduce(fewest, op=dist.ReduceOp.MIN)
-        if fewest.item() == 0:
-            raise InputError(
-                "a process got no calibration image: raise calibration_cases to at least the process count."
-            )
-        for hook in hooks:
-            hook.scale = _mean_over_processes(hook.scale, hook.num_batches_tracked)
+        hooks = [
+            m for m in fx_model.modules() if all(hasattr(m, a) for a in ("scale", "num_batches_tracked", "momentum"))
+        ]
+        shared = _distributed()
+        contributions = []  # per image: what it added to each hook's average
+        with torch.no_grad():  # SpikingJelly's loop, without its progress bar (every checkpoint load converts a probe)
+            for image in self.dataloader:
+                before = [(h.scale, h.num_batches_tracked) for h in hooks]
+                fx_model(image.to(converter.device))
+                if shared:
+                    contributions.append(torch.cat([_contribution(h, *b) for h, b in zip(hooks, before)]))
+        if shared:
+            _replay_in_global_order(hooks, contributions)
         return fx_model
+
+
+def _contribution(hook: nn.Module, old: torch.Tensor, seen: int) -> torch.Tensor:
+    """The value ``s_t`` of the image just seen: the average moved from ``old`` to ``(1 - m) old + m s_t``."""
+    new = hook.scale.detach().double().flatten().cpu()
+    if seen == 0:
+        return new
+    return (new - (1 - hook.momentum) * old.detach().double().flatten().cpu()) / hook.momentum
+
+
+def _replay_in_global_order(hooks: list[nn.Module], contributions: list[torch.Tensor]) -> None:
+    device, world = _collective_device(), dist.get_world_size()
+    counts = [torch.zeros(1, dtype=torch.long, device=device) for _ in range(world)]
+    dist.all_gather(counts, torch.tensor([len(contributions)], device=device))
+    counts = [int(c.item()) for c in counts]
+    if min(counts) == 0:
+        raise InputError(
+            f"calibration images per process {counts}: every process needs one; raise calibration_cases to at "
+            "least the number of processes."
+        )
+    sizes = [h.scale.numel() for h in hooks]
+    local = torch.zeros(max(counts), sum(sizes), dtype=torch.float64, device=device)
+    local[: len(contributions)] = torch.stack(contributions).to(device)
+    gathered = [torch.empty_like(local) for _ in range(world)]
+    dist.all_gather(gathered, local)
+    rows = torch.stack([gathered[r][j] for j in range(max(counts)) for r in range(world) if j < counts[r]]).cpu()
+    for hook, column in zip(hooks, torch.split(rows, sizes, dim=1)):
+        value = column[0]
+        for s_t in column[1:]:
+            value = (1 - hook.momentum) * value + hook.momentum * s_t
+        hook.scale = value.to(hook.scale.dtype).reshape(hook.scale.shape).to(hook.scale.device)
+        hook.num_batches_tracked = len(rows)
 
 
 def convert(
@@ -283,4 +322,5 @@ def output_threshold(ann: nn.Module, images: Iterable[torch.Tensor], q: float = 
                 # subsample: torch.quantile refuses more than 2**24 values
                 values.append(positive[torch.randperm(positive.numel(), device=positive.device)[:200_000]].cpu())
     local = torch.quantile(torch.cat(values)[: _QUANTILE_LIMIT - 1], q / 100.0) if values else torch.tensor(1.0)
+    # several processes: the image-weighted mean of their percentiles (an approximation of the pooled one)
     return float(_mean_over_processes(local, float(len(values))))

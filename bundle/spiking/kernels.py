@@ -13,6 +13,7 @@ CPU; where compiling fails, the neurons fall back to the eager step and say so o
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 
 import torch
@@ -40,28 +41,35 @@ def ternary_step(
 
 _compiled: dict[Callable, Callable] = {}
 _failed: set[Callable] = set()
+_lock = threading.Lock()  # MONAI Label may run two models' first steps at once
 
 
 def compiled(step: Callable) -> Callable | None:
     """``step`` compiled for any shape, or ``None`` where compiling failed here before."""
-    if step in _failed:
-        return None
-    if step not in _compiled:
-        # dynamic: one kernel for every feature-map size (each U-Net level, any window batch)
-        _compiled[step] = torch.compile(step, dynamic=True)
-    return _compiled[step]
+    with _lock:
+        if step in _failed:
+            return None
+        if step not in _compiled:
+            # its "No CUDA runtime is found" warning on CPU-only machines is noise here
+            logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+            # dynamic: one kernel for every feature-map size (each U-Net level, any window batch)
+            _compiled[step] = torch.compile(step, dynamic=True)
+        return _compiled[step]
 
 
 def run(step: Callable, *args: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """``step(*args)`` through its compiled kernel, or eagerly where compilation is not possible."""
     kernel = compiled(step)
-    if kernel is not None:
-        try:
-            return kernel(*args)
-        except Exception as e:  # noqa: BLE001 - any compiler failure (no C++ compiler, no Triton) means eager
+    if kernel is None:
+        return step(*args)
+    try:
+        return kernel(*args)
+    except Exception as e:  # noqa: BLE001 - compiler errors have no common type; the eager step re-raises real ones
+        # the eager step tells a compiler problem (no C++ compiler, no Triton...) from a real one (out of
+        # memory, wrong device), which it raises itself
+        result = step(*args)
+        with _lock:
             _failed.add(step)
-            logger.warning(
-                f"compiled neuron kernel unavailable ({type(e).__name__}: {str(e).strip().splitlines()[0][:160]}); "
-                "running the eager step"
-            )
-    return step(*args)
+        first = (str(e).strip().splitlines() or [""])[0][:160]
+        logger.warning(f"compiled neuron kernel unavailable ({type(e).__name__}: {first}); running the eager step")
+        return result

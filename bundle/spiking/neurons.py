@@ -65,8 +65,27 @@ class _SoftResetIF(BaseNode):
         self.kernel = "eager"  # inference step: "eager" or "compiled" (see bundle.spiking.kernels)
 
     def _threshold(self, v: torch.Tensor) -> torch.Tensor:
-        # a tensor, not a float: a compiled kernel would otherwise be specialised to each threshold value
-        return torch.tensor(self.v_threshold, dtype=v.dtype, device=v.device)
+        # a tensor, not a float: a compiled kernel would otherwise be specialised to each threshold value;
+        # kept per device (no host-to-GPU copy per step)
+        key = (self.v_threshold, v.dtype, v.device)
+        cached = getattr(self, "_threshold_cache", (None, None))  # one read: callers may run in threads
+        if cached[0] != key:
+            cached = (key, torch.tensor(self.v_threshold, dtype=v.dtype, device=v.device))
+            self._threshold_cache = cached
+        return cached[1]
+
+    def materialize_states(self, inputs, states, step_mode):
+        """SpikingJelly's, but the membrane is float32 (at least) whatever the input's precision."""
+        x = inputs[0][0] if step_mode == "m" else inputs[0]
+        dtype = torch.promote_types(x.dtype, torch.float32)
+        v = states[0]
+        if isinstance(v, torch.Tensor) and v.shape == x.shape:
+            v = v if v.dtype == dtype and v.device == x.device else v.to(dtype=dtype, device=x.device)
+        elif isinstance(v, torch.Tensor):  # a new input shape without reset: start over, as SpikingJelly does
+            v = torch.full(x.shape, 0.0, dtype=dtype, device=x.device)
+        else:
+            v = torch.full_like(x, float(v), dtype=dtype)
+        return (v, *states[1:])
 
     @staticmethod
     def _tensor(state, like: torch.Tensor) -> torch.Tensor:
@@ -76,19 +95,15 @@ class _SoftResetIF(BaseNode):
             return state
         return torch.full_like(like, float(state), dtype=torch.promote_types(like.dtype, torch.float32))
 
-    @classmethod
-    def _charge(cls, state, x: torch.Tensor) -> torch.Tensor:
+    def _charge(self, state, x: torch.Tensor) -> torch.Tensor:
         """``V[t-1] + X[t]`` for the inference step, in place where the state allows it."""
-        if isinstance(state, torch.Tensor):
-            return cls._owned(state, x).add_(x)
-        return x.to(torch.promote_types(x.dtype, torch.float32), copy=True).add_(float(state))  # first step
+        return self._owned(state, x).add_(x)
 
-    @staticmethod
-    def _owned(state, like: torch.Tensor) -> torch.Tensor:
+    def _owned(self, state, like: torch.Tensor) -> torch.Tensor:
         # inference updates the state in place (a few full-volume passes fewer per step); a state tensor
-        # that autograd may still need (the last training step's) is copied first
+        # that autograd may still need (the last training step's) or that v_seq keeps is copied first
         if isinstance(state, torch.Tensor):
-            return state.clone() if state.requires_grad else state
+            return state.clone() if state.requires_grad or self.store_v_seq else state
         return _SoftResetIF._tensor(state, like)
 
     def extra_repr(self) -> str:

@@ -14,9 +14,13 @@ from typing import TypeVar
 
 import torch
 import torch.distributed as dist
+from ignite.engine import Engine, Events
 from torch import nn
 
+from bundle.errors import InputError
+
 __all__ = [
+    "SyncBuffers",
     "barrier",
     "cleanup",
     "ddp",
@@ -26,6 +30,7 @@ __all__ = [
     "main_first",
     "main_only",
     "rank",
+    "require_shares",
     "unwrap",
     "world_size",
 ]
@@ -55,7 +60,7 @@ def local_device(device: str | None = None) -> torch.device:
     if device is not None and not str(device).startswith("cuda"):
         return torch.device(device)
     if torch.cuda.is_available():
-        return torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}")
+        return torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}")
     return torch.device("cpu")
 
 
@@ -116,3 +121,33 @@ def ddp(module: nn.Module, device: torch.device | str | None = None) -> nn.Modul
 def unwrap(module: nn.Module) -> nn.Module:
     """The network inside a ``DistributedDataParallel`` wrapper (evaluators run it without collectives)."""
     return module.module if isinstance(module, nn.parallel.DistributedDataParallel) else module
+
+
+class SyncBuffers:
+    """At each epoch's end, before validation: rank 0's buffers (BatchNorm statistics) on every process.
+
+    DDP broadcasts buffers at the start of each forward, then every process updates its BatchNorm
+    statistics from its own batch; without this, each process would validate a slightly different
+    network from the one rank 0 saves.
+    """
+
+    def __init__(self, network: nn.Module):
+        self.network = network
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        if is_distributed():
+            for buffer in unwrap(self.network).buffers():
+                dist.broadcast(buffer, src=0)
+
+
+def require_shares(datalists: dict[str, list]) -> dict[str, list]:
+    """Every process needs a validation case (MONAI's metric gathering waits for all of them)."""
+    if len(datalists["val"]) < world_size():
+        raise InputError(
+            f"{len(datalists['val'])} validation case(s) for {world_size()} processes: every process needs one; "
+            "use fewer processes or a larger val_fraction."
+        )
+    return datalists
