@@ -23,6 +23,7 @@ done
 bench() { $PY scripts/benchmark.py --dataset_dir "$DATA" --device "$device" --cases 8 --repeats 3 "$@"; }
 bench --out "$OUT/$device.json" | tee "$OUT/$device.txt"
 bench --kernel eager --out "$OUT/${device}_eager.json" | tee "$OUT/${device}_eager.txt"
+bench --activity --skip_training --out "$OUT/${device}_activity.json" | tee "$OUT/${device}_activity.txt"
 bench --amp --out "$OUT/${device}_amp.json" | tee "$OUT/${device}_amp.txt"
 if [ -n "${BEFORE:-}" ]; then
   PYTHONPATH="$BEFORE" bench --kernel eager --default_allocator --out "$OUT/${device}_before.json" | tee "$OUT/${device}_before.txt"
