@@ -101,7 +101,7 @@ class ActivityMonitor:
     def _neuron_hook(self, name):
         def hook(module, args, out):
             spikes = out.detach()
-            self.spikes[name] += float(torch.count_nonzero(spikes))  # = sum |s| for spikes in {-1, 0, 1}
+            self.spikes[name] += float(spikes.abs().sum())  # spikes are -1/0/1: the count (count_nonzero is 10x slower)
             self.neurons[name] = spikes[0].numel() if module.step_mode == "s" else spikes[0, 0].numel()
 
         return hook
@@ -111,7 +111,8 @@ class ActivityMonitor:
             x = args[0].detach()
             per_call = _layer_macs(module, x, out) * x.shape[0]  # all samples of this call
             dims = [d for d in range(x.dim()) if d != 1]
-            active = torch.count_nonzero(x, dim=dims) / (x.numel() // x.shape[1])  # per input channel
+            # per input channel; sign().abs() counts non-zeros several times faster than count_nonzero on a CPU
+            active = x.sign().abs_().sum(dim=dims, dtype=torch.float32) / (x.numel() // x.shape[1])
             a = analog / module.in_channels
             self.dense[name] += per_call
             self.macs[name] += per_call * a * float(active[:analog].mean()) if analog else 0.0
