@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bundle.errors import InputError
 
-__all__ = ["as_bool"]
+__all__ = ["as_bool", "one_of"]
 
 _TRUE, _FALSE = {"true", "yes", "1", "on"}, {"false", "no", "0", "off", "none", "null", ""}
 
@@ -24,3 +24,10 @@ def as_bool(value: object, name: str = "option") -> bool:
     if word in _FALSE:
         return False
     raise InputError(f"{name}: {value!r} is not true or false.")
+
+
+def one_of(value: object, choices: tuple | list, name: str = "option") -> str:
+    """``value`` if it is one of ``choices``, else a one-line error naming the option (no silent default)."""
+    if value not in choices:
+        raise InputError(f"{name}: {value!r} is not one of {', '.join(map(str, choices))}.")
+    return value

@@ -28,3 +28,6 @@ bench --amp --out "$OUT/${device}_amp.json" | tee "$OUT/${device}_amp.txt"
 if [ -n "${BEFORE:-}" ]; then
   PYTHONPATH="$BEFORE" bench --kernel eager --default_allocator --out "$OUT/${device}_before.json" | tee "$OUT/${device}_before.txt"
 fi
+runs=("$OUT/${device}_eager.json" "$OUT/$device.json" "$OUT/${device}_activity.json" "$OUT/${device}_amp.json")
+[ -f "$OUT/${device}_before.json" ] && runs=("$OUT/${device}_before.json" "${runs[@]}")
+$PY scripts/plot_benchmark.py "${runs[@]}" --out "$OUT/ratio_per_T.png"

@@ -10,8 +10,10 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from conftest import REPO
 
+from bundle.errors import InputError
 from bundle.networks import ConvertibleUNet
 from bundle.spiking.conversion import convert, load_snn
+from bundle.training.distributed import SyncBuffers, require_shares
 
 SMALL = ["--channels", "[4,8,16,32]", "--num_workers", "0", "--synthetic_cases", "8", "--val_fraction", "0.25"]
 
@@ -94,3 +96,27 @@ def test_processes_calibrate_shares_into_what_one_process_finds(tmp_path, kwargs
 def _share_scales(images: list, kwargs: dict) -> dict:
     """One process's share alone: differs from the whole (else the test above would prove nothing)."""
     return {k: v for k, v in convert(_net(), images, **kwargs).state_dict().items() if k.endswith("scale")}
+
+
+def _sync_buffers(rank: int, world: int, init_file: str, results: dict) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        bn = next(m for m in _net().modules() if isinstance(m, torch.nn.BatchNorm3d))
+        with torch.no_grad():
+            bn.running_mean.fill_(float(rank + 1))  # each process's own BatchNorm statistics
+        SyncBuffers(bn)(engine=None)
+        results[rank] = bn.running_mean.clone()
+    finally:
+        dist.destroy_process_group()
+
+
+def test_batchnorm_statistics_of_rank_0_reach_every_process_before_validation(tmp_path):
+    results = mp.Manager().dict()
+    mp.spawn(_sync_buffers, args=(2, str(tmp_path / "init"), results), nprocs=2, join=True)
+    assert torch.equal(results[0], torch.ones(4)) and torch.equal(results[1], torch.ones(4))
+
+
+def test_too_few_validation_cases_for_the_processes_is_one_clear_error(monkeypatch):
+    monkeypatch.setattr("bundle.training.distributed.world_size", lambda: 4)
+    with pytest.raises(InputError, match="3 validation case\\(s\\) for 4 processes"):
+        require_shares({"train": [{}] * 10, "val": [{}] * 3})

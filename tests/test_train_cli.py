@@ -168,3 +168,12 @@ def test_interrupted_training_resumes_from_its_last_epoch(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "resuming from" in log and "after epoch 1 of 2" in log
     assert "[ann] epoch 2/2" in log and "[ann] epoch 1/2" not in log
+
+
+def test_unknown_finetune_choice_is_one_clear_error():
+    from bundle.errors import InputError
+    from bundle.options import one_of
+
+    assert one_of("cosine", ["cosine", "constant"], "finetune_lr_schedule") == "cosine"
+    with pytest.raises(InputError, match="finetune_lr_schedule: 'cosin' is not one of cosine, constant"):
+        one_of("cosin", ["cosine", "constant"], "finetune_lr_schedule")

@@ -1,0 +1,35 @@
+"""scripts/benchmark.py on the CPU: it runs, prints the SNN/ANN ratios and writes its JSON and plot."""
+
+import json
+import os
+import subprocess
+import sys
+
+from conftest import REPO
+
+
+def test_benchmark_prints_ratios_per_timestep(tmp_path):
+    out = tmp_path / "cpu.json"
+    cmd = [sys.executable, "scripts/benchmark.py", "--cases", "1", "--timesteps", "1", "2", "--repeats", "1"]
+    cmd += [
+        "--train_steps",
+        "1",
+        "--calibration_images",
+        "1",
+        "--batch_size",
+        "1",
+        "--kernel",
+        "eager",
+        "--out",
+        str(out),
+    ]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    assert any(line.startswith("snn T=2") and "SNN/ANN" in line and "/T" in line for line in lines), proc.stdout
+    result = json.loads(out.read_text())
+    snn = {row["T"]: row for row in result["inference"] if row["model"] == "snn"}
+    assert set(snn) == {1, 2} and all(row["ratio_per_T"] > 0 and row["peak_mb"] >= 0 for row in snn.values())
+    assert abs(snn[2]["ratio_per_T"] * 2 - snn[2]["ratio"]) < 1e-9
+    assert result["training"]["snn_step_s"] > 0 and out.with_suffix(".png").is_file()
