@@ -3,6 +3,7 @@
 # same data, then every model of each run evaluated on the same validation split.
 # Usage: scripts/distributed_results.sh [NPROC] [OUT_DIR] [extra monai.bundle overrides...]
 # Default: 2 processes, the embedded synthetic dataset, the default budget (60 ANN + 10 fine-tuning epochs).
+# Runs: single (one process), ddpN (batch_size 4 per process), ddpN_batchB (4/N per process: the same global batch).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NPROC=${1:-2}
@@ -21,11 +22,16 @@ run() {  # run <name> <config> <python launcher...>
 EXTRA=("$@")
 mkdir -p "$OUT"
 run single configs/train.json $PY
-OMP_NUM_THREADS=$(( $(nproc) / NPROC > 0 ? $(nproc) / NPROC : 1 )) \
-  run "ddp$NPROC" "$CONFIGS" $PY -m torch.distributed.run --standalone --nproc_per_node="$NPROC"
+export OMP_NUM_THREADS=$(( $(nproc) / NPROC > 0 ? $(nproc) / NPROC : 1 ))
+# MONAI's convention: batch_size per process (N x the global batch, 1/N of the steps per epoch) ...
+run "ddp$NPROC" "$CONFIGS" $PY -m torch.distributed.run --standalone --nproc_per_node="$NPROC"
+# ... and the one-process run's global batch (4 = train.json's batch_size), split over the processes
+EXTRA=("$@" --batch_size $(( 4 / NPROC > 0 ? 4 / NPROC : 1 )))
+run "ddp${NPROC}_batch$(( 4 / NPROC ))" "$CONFIGS" $PY -m torch.distributed.run --standalone --nproc_per_node="$NPROC"
+unset OMP_NUM_THREADS
 
 # the same validation cases for every model (seed 0, 20%), scored by the batch-inference evaluator
-for name in single "ddp$NPROC"; do
+for name in single "ddp$NPROC" "ddp${NPROC}_batch$(( 4 / NPROC ))"; do
   for model in ann snn_converted snn; do
     file=$(case $model in ann) echo model_ann.pt;; snn_converted) echo model_snn_converted.pt;; snn) echo model_snn_finetuned.pt;; esac)
     dst="$OUT/eval/$name/$model"
