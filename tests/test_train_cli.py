@@ -163,11 +163,18 @@ def test_interrupted_training_resumes_from_its_last_epoch(tmp_path):
     args = ["--output_dir", str(tmp_path), "--val_interval", "1", *SMALL]
     assert bundle_run("train_ann", "--epochs", "1", *args).returncode == 0
     assert (tmp_path / "resume" / "ann" / "last.pt").is_file()
+    first = torch.load(tmp_path / "resume" / "ann" / "last.pt", map_location="cpu", weights_only=False)["best"]
+    first_best = first["best_metric"]
+    assert first["best_metric_epoch"] == 1
     proc = bundle_run("train_ann", "--epochs", "2", "--resume", "true", *args)
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "resuming from" in log and "after epoch 1 of 2" in log
     assert "[ann] epoch 2/2" in log and "[ann] epoch 1/2" not in log
+    # the best so far survives the resume: the evaluator's and the best-checkpoint saver's record
+    best = torch.load(tmp_path / "resume" / "ann" / "last.pt", map_location="cpu", weights_only=False)["best"]
+    assert best["best_metric_epoch"] in (1, 2) and best["best_metric"] >= first_best
+    assert len(best["savers"]) == 1 and len(best["savers"][0]["_saved"]) == 1
 
 
 def test_unknown_finetune_choice_is_one_clear_error():
