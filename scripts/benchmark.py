@@ -200,8 +200,6 @@ def _median_step(step, device, warmup: int, steps: int) -> float:
 def training_table(args, volumes, device) -> dict:
     """Seconds per optimiser step (batch ``--batch_size`` of 32x48x32 patches) and per calibration image."""
     from monai.losses import DiceCELoss, DiceLoss
-    from spikingjelly.activation_based import functional
-
     from bundle.spiking.conversion import convert, learnable_scales, one_at_a_time, param_groups
     from bundle.spiking.segmenter import SpikingSegmenter
 
@@ -214,14 +212,17 @@ def training_table(args, volumes, device) -> dict:
     loss = DiceCELoss(to_onehot_y=True, softmax=True, batch=True)
     scaler_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
 
-    def ann_step():
-        opt.zero_grad(set_to_none=True)
-        with torch.autocast(device.type, dtype=scaler_dtype, enabled=args.amp):
-            value = loss(ann(x), y)
-        value.backward()
-        opt.step()
+    def optimiser_step(network, loss_fn, optimiser):
+        def step():
+            optimiser.zero_grad(set_to_none=True)
+            with torch.autocast(device.type, dtype=scaler_dtype, enabled=args.amp):
+                value = loss_fn(network(x), y)
+            value.backward()
+            optimiser.step()
 
-    out = {"ann_step_s": _median_step(ann_step, device, 1, args.train_steps)}
+        return step
+
+    out = {"ann_step_s": _median_step(optimiser_step(ann, loss, opt), device, 1, args.train_steps)}
     print(f"train ANN step (batch {args.batch_size})         {out['ann_step_s']:.3f} s", flush=True)
 
     ann.eval()
@@ -234,18 +235,10 @@ def training_table(args, volumes, device) -> dict:
     print(f"conversion calibration               {out['calibration_s_per_image']:.3f} s/image", flush=True)
 
     segmenter = SpikingSegmenter(learnable_scales(snn), timesteps=args.finetune_timesteps).to(device).train()
-    opt = torch.optim.Adam(param_groups(segmenter, 1e-4, 1e-3))
     dice = DiceLoss(to_onehot_y=True, softmax=True, batch=True)
-
-    def snn_step():
-        opt.zero_grad(set_to_none=True)
-        with torch.autocast(device.type, dtype=scaler_dtype, enabled=args.amp):
-            value = dice(segmenter(x), y)
-        value.backward()
-        opt.step()
-        functional.reset_net(segmenter)
-
-    out["snn_step_s"] = _median_step(snn_step, device, 1, args.train_steps)
+    snn_opt = torch.optim.Adam(param_groups(segmenter, 1e-4, 1e-3))
+    # the segmenter resets its neurons at every forward: steps are independent, as in training
+    out["snn_step_s"] = _median_step(optimiser_step(segmenter, dice, snn_opt), device, 1, args.train_steps)
     out["snn_step_ratio_per_T"] = out["snn_step_s"] / out["ann_step_s"] / args.finetune_timesteps
     print(
         f"fine-tune SNN step (T={args.finetune_timesteps}, batch {args.batch_size})  {out['snn_step_s']:.3f} s  "
@@ -359,8 +352,14 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"{info['device']}, {info['cpu_threads']} CPU threads, torch {info['torch']}, amp {args.amp}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         volumes = load_volumes(args.dataset_dir, args.cases, Path(tmp))
-    if args.memory_child:
-        return memory_child(args, volumes, device)
+        if args.dataset_dir is None:  # memory children read the synthetic cases written here
+            args.dataset_dir = str(Path(tmp) / "synthetic")
+        if args.memory_child:
+            return memory_child(args, volumes, device)
+        return run_all(args, info, volumes, device)
+
+
+def run_all(args, info: dict, volumes: list, device: torch.device) -> dict:
     print(f"{len(volumes)} volumes, shapes {sorted({tuple(v.shape[2:]) for v in volumes})}", flush=True)
     print("inference per volume (preprocessed, sliding window; peak = extra memory of one volume)", flush=True)
     result = {"info": info, "inference": inference_table(args, volumes, device)}
