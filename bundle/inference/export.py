@@ -1,12 +1,10 @@
 """TorchScript export of a spiking segmenter (the ANN uses MONAI's own ``ckpt_export``).
 
 ``torch.jit.script`` cannot compile SpikingJelly 2.0's neurons (their ``supported_backends`` annotation
-is wrong), so the SNN is traced: the T-step loop is unrolled into the graph. Two things make a trace
-exact and savable:
-
-* the surrogate-gradient function is a Python ``autograd.Function`` that TorchScript cannot save;
-  in inference it is only a Heaviside step, so the export swaps in that step;
-* the trace is checked on the sliding-window size (``roi_size``), the only shape the inferer feeds it.
+is wrong), so the SNN is traced: the T-step loop is unrolled into the graph. The trace runs without
+autograd, so it records the neurons' eager inference step (plain tensor ops, no surrogate-gradient
+``autograd.Function``, which TorchScript could not save), and it is checked on the sliding-window size
+(``roi_size``), the only shape the inferer feeds it.
 """
 
 from __future__ import annotations
@@ -16,19 +14,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from torch import nn
-
-from bundle.spiking.neurons import GuardedTernaryIFNode, IFNeuron, set_kernel
+from bundle.spiking.neurons import set_kernel
 from bundle.spiking.segmenter import SpikingSegmenter
 
 __all__ = ["export_snn"]
-
-
-class _Heaviside(nn.Module):
-    """The surrogate's forward pass alone: spike where the membrane reaches threshold."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (x >= 0).to(x.dtype)
 
 
 def export_snn(network: SpikingSegmenter, path: str | Path, roi_size: Sequence[int], atol: float = 1e-5) -> Path:
@@ -36,9 +25,6 @@ def export_snn(network: SpikingSegmenter, path: str | Path, roi_size: Sequence[i
     if not isinstance(network, SpikingSegmenter):
         raise TypeError("export_snn exports a SpikingSegmenter; export the ANN with `monai.bundle ckpt_export`.")
     model = set_kernel(copy.deepcopy(network).cpu().eval(), "eager")  # a trace records ops, not compiled kernels
-    for module in model.modules():
-        if isinstance(module, (IFNeuron, GuardedTernaryIFNode)):
-            module.surrogate_function = _Heaviside()
     example = torch.rand(1, 1, *roi_size)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
