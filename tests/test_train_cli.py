@@ -1,8 +1,11 @@
 """The real `python -m monai.bundle run` CLI: a short ANN training on the synthetic default, and its errors."""
 
+import csv
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -11,21 +14,40 @@ from conftest import REPO
 from bundle.networks import ConvertibleUNet
 
 SMALL = ["--channels", "[4,8,16,32]", "--num_workers", "0", "--synthetic_cases", "4", "--val_fraction", "0.25"]
+# three short stages: the uninterrupted reference of the kill-and-resume test
+THREE_STAGES = [
+    "--epochs", "2", "--val_interval", "1", "--timesteps", "2", "--calibration_cases", "2",
+    "--finetune_epochs", "3", "--finetune_timesteps", "2", *SMALL,
+]  # fmt: skip
+
+
+def bundle_command(run_id: str, *args: str, configs=("configs/train.json",)) -> list[str]:
+    config = configs[0] if len(configs) == 1 else "[" + ",".join(f"'{c}'" for c in configs) + "]"
+    cmd = [sys.executable, "-m", "monai.bundle", "run", run_id, "--config_file", config]
+    return cmd + ["--logging_file", "configs/logging.conf", *args]
+
+
+REFERENCE_HISTORY: dict[str, list[dict]] = {}
+
+
+def history(out, stage: str) -> list[dict]:
+    with (out / "history" / f"{stage}.csv").open(newline="") as f:
+        return list(csv.DictReader(f))
 
 
 def bundle_run(run_id: str, *args: str, configs=("configs/train.json",), timeout=600) -> subprocess.CompletedProcess:
-    config = configs[0] if len(configs) == 1 else "[" + ",".join(f"'{c}'" for c in configs) + "]"
-    cmd = [sys.executable, "-m", "monai.bundle", "run", run_id, "--config_file", config]
-    cmd += ["--logging_file", "configs/logging.conf", *args]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
+    cmd = bundle_command(run_id, *args, configs=configs)
     return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
+    """A three-stage run, and its loss histories as they were when it finished (later tests rerun stages)."""
     out = tmp_path_factory.mktemp("run")
-    proc = bundle_run("training", "--output_dir", str(out), "--epochs", "2", "--val_interval", "1", *SMALL)
+    proc = bundle_run("training", "--output_dir", str(out), *THREE_STAGES)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    REFERENCE_HISTORY.update({stage: history(out, stage) for stage in ("ann", "finetune")})
     return out, proc
 
 
@@ -184,3 +206,78 @@ def test_unknown_finetune_choice_is_one_clear_error():
     assert one_of("cosine", ["cosine", "constant"], "finetune_lr_schedule") == "cosine"
     with pytest.raises(InputError, match="finetune_lr_schedule: 'cosin' is not one of cosine, constant"):
         one_of("cosin", ["cosine", "constant"], "finetune_lr_schedule")
+
+
+def test_killed_in_finetuning_resumes_without_undoing_finished_stages(trained, tmp_path):
+    """SIGKILL after the first fine-tuning epoch, then --resume true: the ANN and the converted SNN are
+    not touched (byte for byte), and fine-tuning continues with the losses of a run never stopped."""
+    assert trained and REFERENCE_HISTORY
+    args = ["--output_dir", str(tmp_path), *THREE_STAGES]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    log = (tmp_path / "killed.log").open("w")
+    proc = subprocess.Popen(bundle_command("training", *args), cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    last = tmp_path / "resume" / "finetune" / "last.pt"
+    deadline = time.monotonic() + 400
+    while not last.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert last.exists(), (tmp_path / "killed.log").read_text()[-3000:]
+    assert not (tmp_path / "resume" / "finetune" / "done.json").exists(), "killed too late: fine-tuning had finished"
+    models = tmp_path / "models"
+    before = {name: (models / name).read_bytes() for name in ("model_ann.pt", "model_snn_converted.pt")}
+    assert len(history(tmp_path, "finetune")) < 3
+
+    resumed = bundle_run("training", *args, "--resume", "true")
+    log = resumed.stdout + resumed.stderr
+    assert resumed.returncode == 0, log[-3000:]
+    assert "[ann] finished earlier" in log and "[convert] finished earlier" in log
+    assert "[ann] epoch" not in log and "resuming from" in log
+    assert {name: (models / name).read_bytes() for name in before} == before
+    got, want = history(tmp_path, "finetune"), REFERENCE_HISTORY["finetune"]
+    assert [r["epoch"] for r in got] == ["1", "2", "3"]
+    for g, w in zip(got, want):
+        assert abs(float(g["mean_loss"]) - float(w["mean_loss"])) <= 1e-6, (got, want)
+    assert (tmp_path / "resume" / "finetune" / "done.json").is_file()
+
+    # everything finished: a second resume runs nothing and rewrites nothing
+    finished = {p.name: p.read_bytes() for p in models.iterdir()}
+    again = bundle_run("training", *args, "--resume", "true")
+    assert again.returncode == 0 and "[finetune] finished earlier" in again.stdout + again.stderr
+    assert {p.name: p.read_bytes() for p in models.iterdir()} == finished
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--epochz", "3"], "error: --epochz: not a key of this bundle's configs (did you mean 'epochs'?)"),
+        (["--epochs", "-1"], "error: epochs: -1 is not allowed; it must be a whole number >= 1."),
+        (["--finetune_timesteps", "0"], "error: finetune_timesteps: 0 is not allowed; it must be a whole number >= 1."),
+        (["--val_fraction", "1.0"], "error: val_fraction: 1.0 is not allowed; it must be a number in (0.0, 1.0)."),
+        (["--neuron", "trinary"], "error: neuron: 'trinary' is not allowed; it must be one of binary, ternary."),
+        (
+            ["--train#dataloader#batchsize", "2"],
+            "error: --train#dataloader#batchsize: not a key of this bundle's configs "
+            "(did you mean 'train#dataloader#batch_size'?)",
+        ),
+    ],
+)
+def test_bad_keys_and_values_fail_before_anything_is_written(tmp_path, args, message):
+    out = tmp_path / "out"
+    proc = bundle_run("training", "--output_dir", str(out), *SMALL, *args)
+    assert proc.returncode != 0
+    assert proc.stderr.strip().splitlines()[-1].startswith(message), proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    assert not out.exists()  # no TensorBoard files, no synthetic data, no checkpoints folder
+
+
+def test_unknown_key_in_a_stacked_config_is_refused(tmp_path):
+    extra = tmp_path / "mine.json"
+    extra.write_text('{"finetune_epoch": 2}')
+    proc = bundle_run(
+        "training", "--output_dir", str(tmp_path / "out"), *SMALL, configs=("configs/train.json", str(extra))
+    )
+    assert proc.returncode != 0
+    assert f"error: {extra}: finetune_epoch: not a key of this bundle's configs (did you mean 'finetune_epochs'?)" in (
+        proc.stderr
+    )

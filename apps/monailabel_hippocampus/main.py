@@ -3,20 +3,26 @@
     monailabel start_server --app apps/monailabel_hippocampus --studies STUDIES --conf models snn,ann --host 127.0.0.1
 
 Labels: ``anterior`` (1, hippocampus head) and ``posterior`` (2, body and tail). The conf keys are in
-``lib/configs/segmentation.py``; usage, security and the fixes for MONAI Label 0.8.5 on MONAI 1.6 are in
-``docs/monailabel.md``.
+``lib/configs/segmentation.py``; which HTTP endpoints answer (inference and label submission by default), CORS
+and the inference queue are in ``lib/server.py``; usage, security and the fixes for MONAI Label 0.8.5 on
+MONAI 1.6 are in ``docs/monailabel.md``.
+
+A refusal at start (``--host`` beyond loopback, a missing model file, a bad conf value) ends the server
+process with status 2 and one line ``error: ...`` on stderr, without a traceback.
 """
 
 from __future__ import annotations
 
 import copy
 import logging
+import os
 import sys
 
 from fastapi import HTTPException
 from lib.configs.segmentation import inference_settings, model_choices
-from lib.guards import StudiesDatastore, check_host, image_uri
+from lib.guards import StudiesDatastore, check_host, image_uri, infer_params, server_host
 from lib.infers.segmentation import BundleSegmentation
+from lib.server import install, policy_from_conf
 from monailabel.config import settings
 from monailabel.interfaces.app import MONAILabelApp
 from monailabel.interfaces.datastore import Datastore, DefaultLabelTag
@@ -24,6 +30,7 @@ from monailabel.interfaces.tasks.infer_v2 import InferTask
 from monailabel.utils.others.generic import handle_torch_linalg_multithread
 
 import bundle
+from bundle.errors import InputError
 from bundle.runtime import tune_allocator
 
 logger = logging.getLogger(__name__)
@@ -34,18 +41,25 @@ class HippocampusApp(MONAILabelApp):
 
     def __init__(self, app_dir: str, studies: str, conf: dict[str, str]):
         conf = dict(conf or {})
-        check_host(sys.argv, conf)
-        self.choices = model_choices(conf)
-        self.settings = inference_settings()
-        tune_allocator()
-        super().__init__(
-            app_dir=app_dir,
-            studies=studies,
-            conf=conf,
-            name="Hippocampus (spiking U-Net)",
-            description="Hippocampus head (anterior) and body (posterior) from T1 MRI with a spiking U-Net",
-            version=bundle.__version__,
-        )
+        try:
+            check_host(sys.argv, conf)
+            policy_from_conf(conf)  # bad conf values stop the server before the models load
+            self.choices = model_choices(conf)
+            self.settings = inference_settings()
+            tune_allocator()
+            super().__init__(
+                app_dir=app_dir,
+                studies=studies,
+                conf=conf,
+                name="Hippocampus (spiking U-Net)",
+                description="Hippocampus head (anterior) and body (posterior) from T1 MRI with a spiking U-Net",
+                version=bundle.__version__,
+            )
+            install(conf)  # the HTTP rules of lib/server.py, in the running server (no-op outside one)
+        except InputError as e:
+            if server_host(sys.argv) is None:
+                raise
+            _refuse_to_start(e)
 
     def init_infers(self) -> dict[str, InferTask]:
         return {c.name: BundleSegmentation(c, self.settings) for c in self.choices}
@@ -73,8 +87,8 @@ class HippocampusApp(MONAILabelApp):
         if task is None:
             raise HTTPException(status_code=404, detail=f"model {model!r}: not served; models: {list(self._infers)}.")
         datastore = datastore or self.datastore()
+        request = infer_params(copy.deepcopy(request), model)
         image_id = request.get("image")
-        request = copy.deepcopy(request)
         request["image"] = image_uri(datastore, image_id)
         request["description"] = task.description
 
@@ -92,6 +106,26 @@ class HippocampusApp(MONAILabelApp):
 
     def infer_wsi(self, request: dict, datastore=None) -> dict:
         raise HTTPException(status_code=404, detail="this app has no whole-slide (WSI) models.")
+
+    def model_file(self, model, validate=True):
+        """The served checkpoint; MONAI Label asks with ``validate=False`` only to overwrite it (``PUT /model``)."""
+        if not validate:
+            raise HTTPException(status_code=403, detail="model files are never replaced through the server.")
+        return super().model_file(model, validate)
+
+
+def _refuse_to_start(error: Exception) -> None:
+    """End the server process with one line on stderr (inside uvicorn's start-up, an exception would be logged
+    with two tracebacks and 'Application startup failed' instead)."""
+    line = f"error: {' '.join(str(error).split())}"
+    record = logger.makeRecord(logger.name, logging.ERROR, __file__, 0, line, None, None)
+    for handler in logging.getLogger().handlers:  # the log file (apps/.../logs/app.log) gets it too
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
+            handler.flush()
+    sys.stdout.flush()
+    print(line, file=sys.stderr, flush=True)
+    os._exit(2)
 
 
 def _run_task(task: InferTask, request: dict):

@@ -30,6 +30,7 @@ __all__ = [
     "CONVERSION_DEFAULTS",
     "convert",
     "learnable_scales",
+    "load_settings",
     "load_snn",
     "one_at_a_time",
     "output_threshold",
@@ -309,6 +310,14 @@ def load_snn(ann_template: nn.Module, path: str | Path, device: torch.device | s
     snn = convert(ann_template.to(device), probe, device=device, **{**kwargs, "mode": "max"})
     snn.load_state_dict(ckpt["state_dict"], strict=True)
     return snn.to(device), settings
+
+
+def load_settings(path: str | Path) -> dict:
+    """The settings saved with an SNN checkpoint (no network is built)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: not found; run the 'convert' stage first (or pass its path).")
+    return torch.load(path, map_location="cpu", weights_only=True)["settings"]
 
 
 def output_threshold(ann: nn.Module, images: Iterable[torch.Tensor], q: float = 99.9, device="cpu") -> float:

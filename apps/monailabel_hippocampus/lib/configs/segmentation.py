@@ -33,7 +33,13 @@ CONF_KEYS = {
     "models_dir": "folder holding the model files (default: the bundle's models/)",
     **{f"{m}_ckpt": f"checkpoint for '{m}' instead of <models_dir>/{f}" for m, f in MODEL_FILES.items()},
     "timesteps": "SNN timesteps T for every SNN model (default: each checkpoint's own T)",
-    "allow_remote": "true: allow a --host other than loopback (default: false, the app refuses to start)",
+    "allow_remote": "true: allow a --host other than loopback, and any Host header (default: false, the app "
+    "refuses to start)",
+    "allow_admin": "true: also answer the admin endpoints: training, scoring, batch inference, sessions, deleting "
+    "labels, editing image/label info, model file and dataset downloads, logs, reload (default: false: HTTP 403). "
+    "Deleting or replacing images and replacing or deleting model files stay refused",
+    "cors_origins": "comma-separated web origins allowed to call the server from a browser, e.g. "
+    "http://localhost:3000 (default: none; never with credentials)",
 }
 # keys that MONAI Label itself reads from --conf
 _MONAILABEL_KEYS = {"server_mode"}

@@ -1,0 +1,153 @@
+"""Per-side crops in the network's frame, and pasting their label maps back into the image's grid.
+
+The network was trained on Task04: hippocampus crops of about 35x50x35 voxels at 1 mm, cut along the
+scanner's axes, with the hippocampus near the centre and 3-8 voxels of context on every side. So a crop
+here is:
+
+* centred on the template hippocampus centroid mapped into the image by the registration;
+* along the IMAGE's own axes, reordered and flipped to RAS (what the network's ``Orientationd`` would
+  do), not rotated into the template frame: the network has only seen scanner-aligned anatomy, and no
+  rotation means an image with 1 mm voxels is copied, not interpolated (the grid is snapped to it);
+* 1 mm isotropic, :data:`CROP_SIZE` = 40x56x40 voxels: Task04's mean field of view plus ~2.5-3 mm a side
+  for localisation error. The inferer's 48x64x48 window then zero-pads it exactly as Task04 images were
+  padded in training (one window, no tiling). CerebrA's hippocampus (25x38x40 mm, larger than Task04's
+  labels, ~22x39x25) fits except for the top 2-3 mm of its tail.
+
+Coordinates are SimpleITK's (LPS mm). :func:`to_nifti` / :func:`from_nifti` convert to the NIfTI (RAS)
+world that MONAI's readers and nibabel use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import nibabel as nib
+import numpy as np
+import SimpleITK as sitk
+
+__all__ = [
+    "CROP_SIZE",
+    "CropBox",
+    "crop_box",
+    "from_nifti",
+    "paste_back",
+    "ras_direction",
+    "resample_crop",
+    "to_nifti",
+]
+
+CROP_SIZE = (40, 56, 40)  # voxels (= mm) along R, A, S
+_LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
+
+
+@dataclass(frozen=True)
+class CropBox:
+    """A 1 mm grid of ``size`` voxels whose axes point R, A, S (as closely as the image's axes allow)."""
+
+    side: str
+    centre: np.ndarray  # LPS mm: the mapped hippocampus centroid
+    origin: np.ndarray  # LPS mm: centre of voxel (0, 0, 0)
+    direction: np.ndarray  # 3x3, columns = the crop's axes in LPS
+    size: tuple[int, int, int]
+    coverage: float  # fraction of the crop's voxels inside the image (1.0 = fully inside)
+
+    def grid(self, pixel: int = sitk.sitkFloat32) -> sitk.Image:
+        """An empty image with this box's geometry (a reference for resampling)."""
+        g = sitk.Image(list(self.size), pixel)
+        g.SetSpacing((1.0, 1.0, 1.0))
+        g.SetOrigin(self.origin.tolist())
+        g.SetDirection(self.direction.ravel().tolist())
+        return g
+
+
+def ras_direction(image: sitk.Image) -> np.ndarray:
+    """The image's axes, reordered and flipped so that they point R, A, S (columns, LPS coordinates).
+
+    Like nibabel's ``io_orientation``: each RAS axis takes the voxel axis closest to it. For an image
+    that is not oblique this is exactly diag(-1, -1, 1).
+    """
+    d = np.array(image.GetDirection()).reshape(3, 3)
+    ras = _LPS_TO_RAS @ d  # voxel axes in RAS
+    out = np.zeros((3, 3))
+    free = [0, 1, 2]
+    # assign the most clear-cut axes first (largest component), as nibabel does
+    for j in np.argsort(-np.abs(ras).max(axis=0)):
+        k = max(free, key=lambda r: abs(ras[r, j]))
+        free.remove(k)
+        out[:, k] = d[:, j] * np.sign(ras[k, j])
+    return out
+
+
+def crop_box(image: sitk.Image, centre: np.ndarray, side: str, size: tuple[int, int, int] = CROP_SIZE) -> CropBox:
+    """The crop of ``size`` voxels around ``centre`` (LPS mm), snapped to the image's voxel centres."""
+    direction = ras_direction(image)
+    half = (np.asarray(size, dtype=np.float64) - 1) / 2
+    origin = np.asarray(centre, dtype=np.float64) - direction @ half
+    # snap: with 1 mm voxels the crop then copies voxels instead of interpolating between them
+    snapped = image.TransformIndexToPhysicalPoint([int(round(v)) for v in image.TransformPhysicalPointToContinuousIndex(origin.tolist())])
+    origin = np.array(snapped)
+    return CropBox(side, np.asarray(centre, dtype=np.float64), origin, direction, tuple(int(s) for s in size),
+                   _coverage(image, origin, direction, size))  # fmt: skip
+
+
+def _coverage(image: sitk.Image, origin: np.ndarray, direction: np.ndarray, size: tuple[int, ...]) -> float:
+    """Fraction of the box's voxel centres that fall inside the image (checked on a 4 mm subgrid)."""
+    axes = [np.arange(0, n, 4, dtype=np.float64) for n in size]
+    idx = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
+    points = origin + idx @ direction.T
+    d = np.array(image.GetDirection()).reshape(3, 3)
+    cont = (points - np.array(image.GetOrigin())) @ np.linalg.inv(d).T / np.array(image.GetSpacing())
+    inside = np.all((cont > -0.5) & (cont < np.array(image.GetSize()) - 0.5), axis=1)
+    return float(inside.mean())
+
+
+def resample_crop(image: sitk.Image, box: CropBox) -> sitk.Image:
+    """``image`` in the box (float32, linear interpolation; 0 outside the image, like Task04's padding)."""
+    return sitk.Resample(image, box.grid(), sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+
+
+def paste_back(reference: sitk.Image, labels: Mapping[str, sitk.Image]) -> tuple[sitk.Image, int]:
+    """Each side's label crop put into ``reference``'s grid (nearest neighbour), combined; 0 elsewhere.
+
+    Returns the uint8 label image and the number of voxels both sides claimed (kept: the first side's
+    label; with two hippocampi ~50 mm apart this is 0 unless a localisation went wrong).
+    """
+    out = np.zeros(sitk.GetArrayViewFromImage(reference).shape[:3], np.uint8)
+    overlap = 0
+    for crop in labels.values():
+        moved = sitk.Resample(crop, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+        arr = sitk.GetArrayViewFromImage(moved)
+        overlap += int(np.count_nonzero((out > 0) & (arr > 0)))
+        out = np.where(out > 0, out, arr)
+    result = sitk.GetImageFromArray(out)
+    result.CopyInformation(reference)
+    return result, overlap
+
+
+def to_nifti(image: sitk.Image) -> nib.Nifti1Image:
+    """A SimpleITK image as a NIfTI image (array ``[x, y, z]``, RAS affine), e.g. for MONAI's readers."""
+    d = np.array(image.GetDirection()).reshape(3, 3)
+    affine = np.eye(4)
+    affine[:3, :3] = _LPS_TO_RAS @ d @ np.diag(image.GetSpacing())
+    affine[:3, 3] = _LPS_TO_RAS @ np.array(image.GetOrigin())
+    arr = sitk.GetArrayFromImage(image).transpose(2, 1, 0)
+    img = nib.Nifti1Image(arr, affine)
+    img.set_qform(affine, code=1)
+    img.set_sform(affine, code=1)
+    return img
+
+
+def from_nifti(image: nib.Nifti1Image | tuple[np.ndarray, np.ndarray]) -> sitk.Image:
+    """A NIfTI image (or an ``(array [x, y, z], RAS affine)`` pair) as a SimpleITK image."""
+    arr, affine = (np.asanyarray(image.dataobj), image.affine) if hasattr(image, "affine") else image
+    arr, affine = np.asarray(arr), np.asarray(affine, dtype=np.float64)
+    if arr.ndim == 4 and arr.shape[0] == 1:  # MONAI's channel-first [1, x, y, z]
+        arr = arr[0]
+    out = sitk.GetImageFromArray(np.ascontiguousarray(arr.transpose(2, 1, 0)))
+    m = _LPS_TO_RAS @ affine[:3, :3]
+    spacing = np.linalg.norm(m, axis=0)
+    out.SetSpacing(spacing.tolist())
+    out.SetDirection((m / spacing).ravel().tolist())
+    out.SetOrigin((_LPS_TO_RAS @ affine[:3, 3]).tolist())
+    return out

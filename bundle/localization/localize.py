@@ -1,0 +1,118 @@
+"""Localisation of one image: read it, register the template to it, place one crop per hippocampus.
+
+The caller segments each crop with the network (they are in its frame: RAS, 1 mm, Task04-sized) and
+hands the label crops back to :meth:`Localization.paste`, which returns one label image in the input's
+own grid. A bad input, or an image the template does not fit (noise, a phantom, not a head, a field of
+view that misses a hippocampus), raises :class:`~bundle.errors.InputError` with one line naming the file.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import SimpleITK as sitk
+
+from bundle.errors import InputError
+from bundle.localization.crops import CROP_SIZE, CropBox, crop_box, from_nifti, paste_back, resample_crop
+from bundle.localization.register import MIN_SIMILARITY, Registration, register
+from bundle.localization.template import SIDES, Template, load_template
+
+__all__ = ["MIN_COVERAGE", "Localization", "localize", "read_image"]
+
+MIN_COVERAGE = 0.5  # a crop less than half inside the image: that hippocampus is not in the field of view
+
+
+@dataclass
+class Localization:
+    name: str  # the file (or the name given), for messages
+    image: sitk.Image  # the input as read: the grid that masks are pasted back into
+    registration: Registration
+    boxes: dict[str, CropBox]  # by side: "left", "right" (the subject's)
+    seconds: dict[str, float] = field(default_factory=dict)  # read, register
+
+    def crop(self, side: str) -> sitk.Image:
+        """The image inside ``side``'s box: float32, RAS axes, 1 mm, :data:`CROP_SIZE` voxels."""
+        return resample_crop(self.image, self.boxes[side])
+
+    def paste(self, labels: Mapping[str, sitk.Image | nib.Nifti1Image | tuple[np.ndarray, np.ndarray]]) -> sitk.Image:
+        """Label crops by side (SimpleITK, NIfTI, or ``(array [x, y, z], RAS affine)``) -> one uint8 image
+        in the input's grid, 0 outside the crops."""
+        crops = {s: v if isinstance(v, sitk.Image) else from_nifti(v) for s, v in labels.items()}
+        out, _ = paste_back(self.image, crops)
+        return out
+
+
+def read_image(path: str | Path) -> sitk.Image:
+    """A 3D scalar image from any file SimpleITK reads (NIfTI, NRRD, MHA, ...) or a DICOM series folder.
+
+    Raises :class:`InputError` naming ``path`` for anything else: missing, unreadable, 2D, 4D,
+    multi-channel, NaN or constant.
+    """
+    path = Path(path)
+    try:
+        if path.is_dir():
+            files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(path))
+            if not files:
+                raise InputError(f"{path}: a folder without a DICOM series.")
+            image = sitk.ReadImage(files)
+        elif path.is_file():
+            image = sitk.ReadImage(str(path))
+        else:
+            raise InputError(f"{path}: no such file.")
+    except RuntimeError as e:
+        lines = [s.strip() for s in str(e).strip().splitlines() if s.strip()]
+        raise InputError(f"{path}: unreadable image ({lines[-1] if lines else 'SimpleITK could not read it'}).") from None
+    if image.GetDimension() == 4 and image.GetSize()[3] == 1:
+        image = image[:, :, :, 0]
+    if image.GetDimension() != 3 or min(image.GetSize()) < 2:
+        raise InputError(f"{path}: size {image.GetSize()}; expected one 3D volume.")
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise InputError(f"{path}: {image.GetNumberOfComponentsPerPixel()} values per voxel; expected a scalar image.")
+    arr = sitk.GetArrayViewFromImage(image)
+    if not np.isfinite(arr).all():
+        raise InputError(f"{path}: {int((~np.isfinite(arr)).sum())} voxels are NaN or infinite.")
+    if float(arr.min()) == float(arr.max()):
+        raise InputError(f"{path}: every voxel has the value {float(arr.min())}; nothing to localise.")
+    return image
+
+
+def localize(
+    source: str | Path | sitk.Image,
+    name: str | None = None,
+    template: Template | None = None,
+    size: tuple[int, int, int] = CROP_SIZE,
+    min_similarity: float = MIN_SIMILARITY,
+) -> Localization:
+    """Register the template to ``source`` (a file or a SimpleITK image) and place the two crops.
+
+    Raises :class:`InputError` naming the file if the registration scores below ``min_similarity``
+    or a hippocampus's crop lies mostly outside the image.
+    """
+    template = template or load_template()
+    t = time.perf_counter()
+    image = source if isinstance(source, sitk.Image) else read_image(source)
+    name = name or (str(source) if not isinstance(source, sitk.Image) else "image")
+    seconds = {"read": time.perf_counter() - t}
+    t = time.perf_counter()
+    reg = register(image, template)
+    seconds["register"] = time.perf_counter() - t
+    if reg.similarity < min_similarity:
+        raise InputError(
+            f"{name}: the brain template does not fit this image (similarity {reg.similarity:.2f} < "
+            f"{min_similarity:.2f}); is it a whole-head T1-weighted MRI?"
+        )
+    boxes = {}
+    for side in SIDES:
+        centre = np.array(reg.transform.TransformPoint(template.regions[side].centroid.tolist()))
+        boxes[side] = crop_box(image, centre, side, size)
+        if boxes[side].coverage < MIN_COVERAGE:
+            raise InputError(
+                f"{name}: the {side} hippocampus is outside the field of view "
+                f"(only {boxes[side].coverage:.0%} of its crop lies inside the image)."
+            )
+    return Localization(name, image, reg, boxes, seconds)
