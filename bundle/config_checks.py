@@ -244,6 +244,8 @@ def check_keys(keys: Iterable[str], known: Mapping[str, Any], source: str) -> No
         if not _accepted(key, known):
             parent = key.rpartition("#")[0]
             siblings = {k.rpartition("#")[2]: k for k in known if k.rpartition("#")[0] == parent}  # same level
+            if isinstance(known.get(parent), dict):  # a component's arguments are not flattened
+                siblings.update({k: f"{parent}#{k}" for k in known[parent] if k not in _SPECIAL})
             close = [siblings[c] for c in difflib.get_close_matches(key.rpartition("#")[2], list(siblings), n=1)]
             close = close or difflib.get_close_matches(key, list(known), n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
