@@ -233,9 +233,7 @@ def infer_params(params: Mapping[str, Any], model: str | None = None) -> dict:
     if "logging" in params:
         level = params["logging"]
         if not isinstance(level, str) or level.upper() not in _LOG_LEVELS:
-            raise HTTPException(
-                status_code=400, detail=f"params: logging {level!r}: one of {', '.join(_LOG_LEVELS)}."
-            )
+            raise HTTPException(status_code=400, detail=f"params: logging {level!r}: one of {', '.join(_LOG_LEVELS)}.")
     if "model" in params and model is not None and params["model"] != model:
         raise HTTPException(
             status_code=400, detail=f"params: model {params['model']!r}: the URL names model {model!r}."

@@ -262,7 +262,8 @@ class HttpGuard:
                 logger.exception(f"{scope['method']} {scope['path']}: {e.msg}")
             return _error(status, e.msg)
         logger.exception(f"{scope['method']} {scope['path']}: {type(e).__name__}: {e}")
-        return _error(500, f"internal error ({type(e).__name__}: {_one_line(e)[:200]}); the traceback is in the server log.")
+        cause = f"{type(e).__name__}: {_one_line(e)[:200]}"
+        return _error(500, f"internal error ({cause}); the traceback is in the server log.")
 
     # --- the app's own handlers -------------------------------------------------------------------------
 
@@ -429,9 +430,7 @@ def install(conf: Mapping[str, str]) -> Policy | None:
     module = sys.modules.get("monailabel.app")
     if module is None:
         if "start_server" in sys.argv:
-            raise InputError(
-                "this app guards MONAI Label's own server only (monailabel.app:app); drop --uvicorn_app."
-            )
+            raise InputError("this app guards MONAI Label's own server only (monailabel.app:app); drop --uvicorn_app.")
         return None
     app = module.app
     try:
