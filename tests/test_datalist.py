@@ -136,3 +136,16 @@ def test_synthetic_cases_look_like_task04(tmp_path):
         y = np.arange(label.shape[1])[None, :, None]
         assert (y * (label == 1)).sum() / (label == 1).sum() > (y * (label == 2)).sum() / (label == 2).sum()
         assert 500 < (label > 0).sum() < 20000
+
+
+def test_label_off_its_image_is_refused_and_float_noise_is_not(tmp_path):
+    _decathlon(tmp_path, 2)
+    shifted = np.eye(4)
+    shifted[0, 3] = 50.0  # the label's grid 50 mm away from its image's
+    write_nifti(tmp_path / "labelsTr" / "case_0.nii.gz", np.zeros((12, 14, 10), np.uint8), shifted)
+    with pytest.raises(DatasetError, match=r"labelsTr/case_0\.nii\.gz: its affine places voxels up to 50\.00 mm"):
+        check_cases(find_pairs(tmp_path))
+    rounding = np.eye(4)
+    rounding[:3, 3] = 1e-5  # what float32 headers written by two tools differ by
+    write_nifti(tmp_path / "labelsTr" / "case_0.nii.gz", np.zeros((12, 14, 10), np.uint8), rounding)
+    check_cases(find_pairs(tmp_path))

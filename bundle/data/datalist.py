@@ -116,24 +116,38 @@ def find_pairs(dataset_dir: str | Path) -> list[dict]:
     return pairs
 
 
-def _read(path: str) -> np.ndarray:
-    """Load the whole voxel array: a truncated .nii.gz often has a readable header but no data."""
+AFFINE_TOLERANCE_MM = 0.1  # image and label grids further apart than this (or a tenth of a voxel) are refused
+
+
+def _read(path: str) -> tuple[np.ndarray, np.ndarray]:
+    """The whole voxel array and the affine: a truncated .nii.gz often has a readable header but no data."""
     try:
-        return np.asanyarray(nib.load(path).dataobj)
+        img = nib.load(path)
+        return np.asanyarray(img.dataobj), np.asarray(img.affine, dtype=np.float64)
     except Exception as e:  # nibabel raises many types for broken files; all mean "unreadable"
         raise DatasetError(f"{path}: unreadable NIfTI ({type(e).__name__}: {e}).") from e
+
+
+def grid_offset_mm(affine_a: np.ndarray, affine_b: np.ndarray, shape: tuple[int, ...]) -> float:
+    """How far apart (mm) the same voxel lies in two grids of ``shape``: the largest distance over the
+    grid's corners, so a shift, a rotation and a wrong spacing all count."""
+    corners = np.array(np.meshgrid(*[[0, n - 1] for n in shape[:3]], indexing="ij")).reshape(3, -1)
+    corners = np.vstack([corners, np.ones(corners.shape[1])])
+    return float(np.linalg.norm((affine_a @ corners - affine_b @ corners)[:3], axis=0).max())
 
 
 def check_cases(pairs: list[dict], num_classes: int = 3) -> None:
     """Read every pair and raise :class:`DatasetError` naming each file that cannot be trained on.
 
     Checks: the file is a readable NIfTI, the image is 3D (or 4D with one channel), the label has the
-    image's shape, label values are integers in ``[0, num_classes)``, the image has finite values.
+    image's shape and lies on the same grid (its affine places no voxel more than a tenth of a voxel,
+    and at most ``AFFINE_TOLERANCE_MM``, from the image's), label values are integers in
+    ``[0, num_classes)``, the image has finite values.
     """
     problems = []
     for pair in pairs:
         try:
-            image, label = _read(pair["image"]), _read(pair["label"])
+            (image, image_affine), (label, label_affine) = _read(pair["image"]), _read(pair["label"])
             if image.ndim == 4 and image.shape[-1] == 1:
                 image = image[..., 0]
             if image.ndim != 3:
@@ -141,6 +155,14 @@ def check_cases(pairs: list[dict], num_classes: int = 3) -> None:
             if label.shape[:3] != image.shape or label.ndim not in (3, 4):
                 raise DatasetError(
                     f"{pair['label']}: shape {label.shape} does not match its image {pair['image']} {image.shape}."
+                )
+            offset = grid_offset_mm(image_affine, label_affine, image.shape)
+            spacing = float(np.linalg.norm(image_affine[:3, :3], axis=0).min())
+            tolerance = min(AFFINE_TOLERANCE_MM, 0.1 * spacing)
+            if offset > tolerance:
+                raise DatasetError(
+                    f"{pair['label']}: its affine places voxels up to {offset:.2f} mm from where its image "
+                    f"{pair['image']} has them (tolerance {tolerance:.2f} mm): the label does not lie on the image."
                 )
             if not np.isfinite(image).all():
                 raise DatasetError(f"{pair['image']}: contains NaN or infinite values.")
