@@ -68,17 +68,14 @@ def main(argv: list[str] | None = None) -> int:
     # imported here so that `hippo-snn --help` answers at once
     from bundle.inference.evaluate import evaluate_folder
     from bundle.inference.inferers import make_inferer
-    from bundle.inference.models import load_model
+    from bundle.inference.models import check_device, load_model
     from bundle.inference.segment import segment_folder
     from bundle.runtime import tune_allocator
 
     tune_allocator()
 
     try:
-        try:
-            device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        except RuntimeError as e:
-            raise InputError(f"--device {args.device}: {e}") from None
+        device = check_device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
         network, info = load_model(
             args.model, ckpt=args.ckpt, timesteps=args.timesteps, device=device, kernel=args.kernel
         )

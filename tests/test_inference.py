@@ -152,16 +152,97 @@ def test_each_bad_input_is_one_line_naming_the_file_and_the_rest_still_run(real_
 def test_existing_masks_are_kept_unless_overwrite_is_asked(real_images, tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["segment", str(real_images), str(out), "--model", "ann", "--quiet"]) == 0
+    csv_before = (out / "volumes.csv").read_text()
+    # a rerun: every mask is verified (image, mask and model unchanged) and kept
+    assert main(["segment", str(real_images), str(out), "--model", "ann", "--quiet"]) == 0
+    assert (out / "volumes.csv").read_text() == csv_before
     target = out / f"{CASES[0]}.nii.gz"
     target.write_bytes(b"precious")  # stands for a mask the user corrected by hand
-    csv_before = (out / "volumes.csv").read_text()
-    assert main(["segment", str(real_images), str(out), "--model", "ann", "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["segment", str(real_images), str(out), "--model", "ann", "--quiet"]) == 1
     err = capsys.readouterr().err
     assert target.read_bytes() == b"precious"
-    assert f"{target}: exists; kept" in err
-    assert (out / "volumes.csv").read_text() == csv_before  # the existing rows stay
+    assert f"{target}: exists but it changed since it was made (edited by hand?); kept" in err
+    rows = {r["case"]: r for r in csv.DictReader((out / "volumes.csv").open())}
+    assert len(rows) == 2 and rows[CASES[0]]["status"] == "conflict" and rows[CASES[1]]["status"] == "ok"
     assert main(["segment", str(real_images), str(out), "--model", "ann", "--quiet", "--overwrite"]) == 0
     assert nib.load(target).shape == nib.load(real_images / f"{CASES[0]}.nii.gz").shape
+
+
+def test_a_file_with_a_masks_name_is_never_taken_for_the_mask(real_images, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    fake = out / f"{CASES[0]}.nii.gz"
+    fake.write_bytes((real_images / f"{CASES[0]}.nii.gz").read_bytes())  # the input MRI in the mask's place
+    assert main(["segment", str(real_images), str(out), "--model", "ann", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert f"error: {fake}: exists but volumes.csv has no record of making it" in err
+    rows = list(csv.DictReader((out / "volumes.csv").open()))
+    assert sorted(r["case"] for r in rows) == CASES  # one row per case
+    bad = next(r for r in rows if r["case"] == CASES[0])
+    assert bad["status"] == "conflict" and bad["anterior_mm3"] == ""  # no volume claimed for it
+    assert fake.read_bytes() == (real_images / f"{CASES[0]}.nii.gz").read_bytes()  # not overwritten
+
+
+def test_a_mask_of_an_earlier_image_or_another_model_is_not_kept_as_valid(real_images, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["segment", str(real_images), str(out), "--model", "ann", "--quiet"]) == 0
+    image = real_images / f"{CASES[0]}.nii.gz"
+    img = nib.load(image)
+    write_nifti(image, np.asanyarray(img.dataobj)[2:-2], img.affine)  # a new version of the input (another shape)
+    capsys.readouterr()
+    assert main(["segment", str(real_images), str(out), "--model", "ann", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert f"{out / CASES[0]}.nii.gz: exists but it was made from other image content" in err
+    # same images, another T of the SNN: another model
+    assert main(["segment", str(real_images), str(out), "--model", "ann", "--quiet", "--overwrite"]) == 0
+    status = main(["segment", str(real_images), str(out), "--model", "snn", "--timesteps", "1", "--quiet"])
+    assert status == 1 and "exists but it was made by another model (ann" in capsys.readouterr().err
+
+
+def test_rerun_from_another_working_directory_keeps_every_mask(real_images, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    monkeypatch.chdir(tmp_path)
+    assert main(["segment", "in", "out", "--model", "ann", "--quiet"]) == 0
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert main(["segment", "../in", "../out", "--model", "ann", "--quiet"]) == 0
+    monkeypatch.chdir(real_images)
+    assert main(["segment", ".", str(out), "--model", "ann", "--quiet"]) == 0
+    rows = list(csv.DictReader((out / "volumes.csv").open()))
+    assert sorted(r["case"] for r in rows) == CASES and all(r["status"] == "ok" for r in rows)
+    assert all(Path(r["image"]).is_absolute() and r["image_sha256"] and r["mask_sha256"] for r in rows)
+
+
+def test_a_full_disk_is_one_line_per_file_and_the_batch_goes_on(real_images, tmp_path, capsys):
+    """Writes that fail with ENOSPC (the kernel's /dev/full): the mask of one case, then the table."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / f".{CASES[0]}.nii.gz.partial.nii.gz").symlink_to("/dev/full")
+    assert main(["segment", str(real_images), str(out), "--model", "ann", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert f"error: {out / CASES[0]}.nii.gz: cannot write the mask (No space left on device)." in err
+    assert (out / f"{CASES[1]}.nii.gz").is_file()  # the other case was written
+    assert "Traceback" not in err
+    (out / f".{CASES[0]}.nii.gz.partial.nii.gz").unlink()  # space for masks again, not for the table
+    (out / ".volumes.csv.partial").symlink_to("/dev/full")
+    status = main(["segment", str(real_images), str(out), "--model", "ann", "--quiet"])
+    captured = capsys.readouterr()
+    assert status == 1 and (out / f"{CASES[0]}.nii.gz").is_file()  # the mask is written this time
+    lines = [line for line in captured.err.splitlines() if "volumes.csv: cannot write" in line]
+    assert len(lines) == 1 and lines[0].startswith(f"error: {out / 'volumes.csv'}: cannot write (No space left")
+    assert "NOT WRITTEN" in captured.out and "Traceback" not in captured.err
+
+
+def test_implausibly_small_image_and_missing_gpu_are_one_line(tmp_path, capsys):
+    write_nifti(tmp_path / "in" / "tiny.nii.gz", np.random.rand(2, 2, 2).astype(np.float32))
+    assert main(["segment", str(tmp_path / "in"), str(tmp_path / "out"), "--model", "ann", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "tiny.nii.gz: 2x2x2 voxels (2.0 x 2.0 x 2.0 mm) is too small to hold a hippocampus" in err
+    if not __import__("torch").cuda.is_available():
+        assert main(["segment", str(tmp_path / "in"), str(tmp_path / "out"), "--device", "cuda"]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == ["error: device cuda: no CUDA GPU is available on this machine; use --device cpu."]
 
 
 def test_empty_or_missing_input_folder_is_one_error(tmp_path, capsys):
@@ -244,22 +325,29 @@ def test_export_ann_with_ckpt_export_and_snn_by_tracing(tmp_path):
         assert torch.allclose(torch.jit.load(str(path))(x), snn(x), atol=1e-5)
 
 
-def test_interrupted_runs_keep_their_rows_and_names_never_mix(ann, real_images, tmp_path):
+def test_interrupted_runs_redo_their_unfinished_mask_and_names_never_mix(ann, real_images, tmp_path):
     out = tmp_path / "out"
     segment(ann, real_images, out)
-    (out / "volumes.csv").unlink()  # as if the run had died before writing its table
-    report = segment(ann, real_images, out)
-    assert report.count("skipped") == 2
+    # as if the run had died between writing a mask and recording it
     rows = {r["case"]: r for r in csv.DictReader((out / "volumes.csv").open())}
-    assert set(rows) == set(CASES) and all(float(r["anterior_mm3"]) > 0 for r in rows.values())
+    rows[CASES[0]].update(status="writing", mask_sha256="")
+    with (out / "volumes.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[CASES[0]]))
+        w.writeheader()
+        w.writerows(rows.values())
+    report = segment(ann, real_images, out)
+    assert report.count("ok") == 1 and report.count("skipped") == 1 and report.failed == 0
+    rows = {r["case"]: r for r in csv.DictReader((out / "volumes.csv").open())}
+    assert set(rows) == set(CASES) and all(r["mask_sha256"] and float(r["anterior_mm3"]) > 0 for r in rows.values())
     # another folder with an image of the same name must not be "skipped" onto the first one's mask
     other = tmp_path / "other"
     other.mkdir()
     (other / f"{CASES[0]}.nii.gz").write_bytes((real_images / f"{CASES[1]}.nii.gz").read_bytes())
     report = segment(ann, other, out)
-    assert report.failed == 1 and "made from another image" in report.rows[0]["message"]
+    assert report.failed == 1 and "made from other image content" in report.rows[0]["message"]
     rows = {r["case"]: r for r in csv.DictReader((out / "volumes.csv").open())}
-    assert rows[CASES[0]]["image"] == str(real_images / f"{CASES[0]}.nii.gz")  # the original row is intact
+    assert rows[CASES[0]]["image"] == str(real_images / f"{CASES[0]}.nii.gz")  # the original row is kept
+    assert len(rows) == 2
 
 
 def test_evaluate_refuses_labels_off_the_image_grid_or_with_other_values(task04, tmp_path, capsys):

@@ -15,7 +15,11 @@ import numpy as np
 from bundle.data.datalist import NIFTI_SUFFIXES, is_nifti
 from bundle.errors import InputError
 
-__all__ = ["check_image", "find_images", "output_name"]
+__all__ = ["MIN_EXTENT_MM", "MIN_VOXELS", "check_image", "find_images", "output_name"]
+
+# A hippocampus is about 40 x 15 x 15 mm: an image smaller than this on any axis cannot hold one.
+MIN_EXTENT_MM = 10.0
+MIN_VOXELS = 4
 
 
 def find_images(input_dir: str | Path) -> tuple[list[Path], list[str]]:
@@ -77,6 +81,13 @@ def check_image(path: str | Path) -> None:
         raise InputError(f"{path}: is {kind} (shape {shape}); expected one 3D volume.")
     if min(data.shape) < 2:
         raise InputError(f"{path}: shape {shape} is a single slice; expected a 3D volume.")
+    extent = np.asarray(data.shape) * np.linalg.norm(np.asarray(img.affine, dtype=np.float64)[:3, :3], axis=0)
+    if min(data.shape) < MIN_VOXELS or extent.min() < MIN_EXTENT_MM:
+        size = " x ".join(f"{e:.1f}" for e in extent)
+        raise InputError(
+            f"{path}: {'x'.join(map(str, data.shape))} voxels ({size} mm) is too small to hold a hippocampus "
+            f"(at least {MIN_VOXELS} voxels and {MIN_EXTENT_MM:.0f} mm on every axis)."
+        )
     if not np.issubdtype(data.dtype, np.number):
         raise InputError(f"{path}: voxel type {data.dtype} is not numeric.")
     if not np.isfinite(data).all():

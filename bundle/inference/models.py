@@ -17,11 +17,24 @@ from bundle.networks.checkpoint import load_weights
 from bundle.spiking.conversion import load_snn
 from bundle.spiking.segmenter import SpikingSegmenter
 
-__all__ = ["DEFAULT_MODELS_DIR", "MODEL_FILES", "load_model"]
+__all__ = ["DEFAULT_MODELS_DIR", "MODEL_FILES", "check_device", "load_model"]
 
 DEFAULT_MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
 MODEL_FILES = {"snn": "model_snn_finetuned.pt", "snn_converted": "model_snn_converted.pt", "ann": "model_ann.pt"}
 _MADE_BY = {"snn": "finetune_snn", "snn_converted": "convert", "ann": "train_ann"}
+
+
+def check_device(device: torch.device | str) -> torch.device:
+    """``device`` as a torch device, or :class:`InputError` if this machine does not have it."""
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise InputError(f"device {device!r}: not a device ({e}); use cpu, cuda or cuda:N.") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"device {device}: no CUDA GPU is available on this machine; use --device cpu.")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise InputError(f"device {device}: this machine has {torch.cuda.device_count()} CUDA GPU(s).")
+    return device
 
 
 def load_model(
@@ -44,6 +57,7 @@ def load_model(
     """
     if model not in MODEL_FILES:
         raise InputError(f"model {model!r}: unknown; choose one of {sorted(MODEL_FILES)}.")
+    check_device(device)
     path = Path(ckpt) if ckpt else Path(models_dir or DEFAULT_MODELS_DIR) / MODEL_FILES[model]
     if not path.is_file():
         raise InputError(f"{path}: not found; run the '{_MADE_BY[model]}' stage first (or pass its path).")

@@ -6,13 +6,16 @@ and ``NibabelWriter``. The loop over images is ours because MONAI's evaluator st
 file, while here one bad file must only cost its own mask.
 
 Next to the masks, ``volumes.csv`` holds one row per image: anterior (head) and posterior (body and
-tail) hippocampus volumes in mm^3, the time taken, and for SNN models the mean firing rate and the
-estimated energy of that inference.
+tail) hippocampus volumes in mm^3, the time taken, for SNN models the mean firing rate and the
+estimated energy of that inference, and the SHA-256 of the input image, of the mask and of the model.
+A rerun keeps an existing mask only when all three still match: a file that merely has a mask's name,
+a mask of an earlier version of the image, of another model, or edited since, is never taken as done.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import logging
 import os
 import threading
@@ -53,7 +56,7 @@ logger = logging.getLogger("bundle.inference")
 LABELS = {1: "anterior", 2: "posterior"}
 CSV_FIELDS = [
     "case", "image", "mask", "status", "message", "anterior_mm3", "posterior_mm3", "seconds",
-    "model", "timesteps", "mean_firing_rate", "energy_uj",
+    "model", "timesteps", "mean_firing_rate", "energy_uj", "image_sha256", "mask_sha256", "model_sha256",
 ]  # fmt: skip
 
 
@@ -130,20 +133,24 @@ class Report:
 
     output_dir: Path
     rows: list[dict] = field(default_factory=list)
+    table_error: str | None = None  # the last failure to write volumes.csv, if any
 
     def count(self, status: str) -> int:
         return sum(r["status"] == status for r in self.rows)
 
     @property
     def failed(self) -> int:
-        return self.count("failed")
+        """Images without a trustworthy mask, plus 1 if volumes.csv could not be written."""
+        return self.count("failed") + self.count("conflict") + (self.table_error is not None)
 
     def line(self) -> str:
         done = [r for r in self.rows if r["status"] == "ok"]
         mean_s = f", {np.mean([float(r['seconds']) for r in done]):.1f} s per image" if done else ""
+        conflicts = f", {self.count('conflict')} kept unverified" if self.count("conflict") else ""
+        table = f"; NOT WRITTEN: {self.table_error}" if self.table_error else ""
         return (
-            f"{self.count('ok')} segmented, {self.count('skipped')} skipped (mask exists), {self.failed} failed"
-            f"{mean_s}; masks and volumes.csv in {self.output_dir}"
+            f"{self.count('ok')} segmented, {self.count('skipped')} skipped (mask exists), "
+            f"{self.count('failed')} failed{conflicts}{mean_s}; masks and volumes.csv in {self.output_dir}{table}"
         )
 
 
@@ -155,9 +162,38 @@ def write_mask(mask: MetaTensor, target: str | Path) -> Path:
     writer.set_data_array(mask, channel_dim=0)
     writer.set_metadata(mask.meta, resample=False)
     partial = target.with_name(f".{target.name}.partial.nii.gz")
-    writer.write(str(partial), verbose=False)
-    os.replace(partial, target)
+    try:
+        writer.write(str(partial), verbose=False)
+        os.replace(partial, target)
+    except OSError as e:
+        _remove_partial(partial)
+        raise InputError(f"{target}: cannot write the mask ({e.strerror or e}).") from None
     return target
+
+
+def _remove_partial(partial: Path) -> None:
+    """Free the space a failed write took; leave alone anything that is not a plain file we made."""
+    if partial.is_file() and not partial.is_symlink():
+        partial.unlink(missing_ok=True)
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def model_fingerprint(info: dict, amp: bool = False) -> str:
+    """SHA-256 of what decides a model's masks: its checkpoint's bytes, its name, T and the precision."""
+    digest = hashlib.sha256()
+    checkpoint = info.get("checkpoint")
+    if checkpoint and Path(checkpoint).is_file():
+        digest.update(file_sha256(checkpoint).encode())
+    digest.update(f"|{info.get('model', '')}|T={info.get('timesteps', '')}|amp={bool(amp)}".encode())
+    return digest.hexdigest()
 
 
 def _read_csv(path: Path) -> dict[str, dict]:
@@ -174,22 +210,35 @@ def _read_csv(path: Path) -> dict[str, dict]:
     return {r["case"]: r for r in rows}
 
 
-def _write_csv(path: Path, table: dict[str, dict]) -> None:
-    """Atomically, after every image: an interrupted run keeps the rows of the images it finished."""
+def _write_csv(path: Path, table: dict[str, dict]) -> str | None:
+    """Atomically, after every image: an interrupted run keeps the rows of the images it finished.
+
+    Returns None, or a one-line error naming the file (a full disk must not stop the batch).
+    """
     partial = path.with_name(f".{path.name}.partial")
-    with partial.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=CSV_FIELDS, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(table[k] for k in sorted(table))
-    os.replace(partial, path)
+    try:
+        with partial.open("w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=CSV_FIELDS, extrasaction="ignore")
+            w.writeheader()
+            w.writerows(table[k] for k in sorted(table))
+        os.replace(partial, path)
+    except OSError as e:
+        _remove_partial(partial)
+        return f"{path}: cannot write ({e.strerror or e}); the masks are written, this table is not up to date."
+    return None
 
 
-def _volumes_of(mask_file: Path) -> dict:
-    """Head and body volumes of a mask already on disk (a kept mask whose CSV row was lost)."""
-    img = nib.load(mask_file)
-    data = np.asanyarray(img.dataobj)
-    voxel = voxel_volume(img.affine)
-    return {f"{name}_mm3": round(float((data == k).sum()) * voxel, 1) for k, name in LABELS.items()}
+def _kept_mask_problem(target: Path, row: dict | None, image_sha: str, model_sha: str) -> str | None:
+    """Why the mask on disk cannot be taken as this image's mask by this model (None: it can)."""
+    if not row or not row.get("mask_sha256"):
+        return "volumes.csv has no record of making it (not a mask of this tool, or its table was lost)"
+    if row.get("image_sha256") != image_sha:
+        return f"it was made from other image content ({row.get('image', '?')}: another image or an earlier version)"
+    if row.get("model_sha256") != model_sha:
+        return f"it was made by another model ({row.get('model', '?')}, T={row.get('timesteps', '?')})"
+    if file_sha256(target) != row["mask_sha256"]:
+        return "it changed since it was made (edited by hand?)"
+    return None
 
 
 def segment_folder(
@@ -205,8 +254,9 @@ def segment_folder(
 ) -> Report:
     """Segment every image of ``input_dir`` into ``output_dir`` (created if missing); never raises per image.
 
-    Existing masks are kept unless ``overwrite`` (a mask made from another image of the same name is a
-    failure, not a skip). ``volumes.csv`` is updated after every image; rows of other cases are kept.
+    Existing masks are kept unless ``overwrite``; one is skipped as done only if ``volumes.csv`` records
+    making it from this image's content with this model and it is unchanged (else status ``conflict``,
+    kept, reported). ``volumes.csv`` is updated after every image; rows of other cases are kept.
     Raises :class:`InputError` only when there is nothing to do at all (no input folder, no images, an
     output folder that cannot be made or is the input folder, an unreadable ``volumes.csv``).
     """
@@ -235,16 +285,25 @@ def segment_folder(
         logger.warning(f"warning: {note}")
     segmenter = VolumeSegmenter(network, inferer, device, amp)
     report = Report(out)
+    model_sha = model_fingerprint(info, as_bool(amp, "amp"))
     claimed: dict[str, Path] = {}
+
+    def save_table() -> None:
+        error = _write_csv(out / "volumes.csv", table)
+        if error and error != report.table_error:
+            logger.error(f"error: {error}")
+        report.table_error = error
+
     logger.info(
         f"segmenting {len(images)} image(s) from {images[0].parent} with {info.get('model', 'the network')}"
         + (f" (T={info['timesteps']})" if info.get("timesteps") else "")
     )
     with logging_redirect_tqdm():
         for path in tqdm(images, desc="segment", unit="image", disable=not progress):
-            target = out / output_name(path)
+            path = path.resolve()  # any spelling of the same folder is the same image
+            target = out.resolve() / output_name(path)
             case = output_name(path)[: -len(".nii.gz")]
-            row = {"case": case, "image": str(path), "mask": str(target)}
+            row = {"case": case, "image": str(path), "mask": str(target), "model_sha256": model_sha}
             row.update(model=info.get("model", ""), timesteps=info.get("timesteps", ""))
             start = time.perf_counter()
             try:
@@ -252,33 +311,36 @@ def segment_folder(
                     row["case"] = path.name  # its own CSV row: never replaces the row of the image that won the name
                     raise InputError(f"{path}: its mask name {target.name} is already used by {claimed[target.name]}.")
                 claimed[target.name] = path
-                if target.exists() and not overwrite:
-                    earlier = table.get(case, {}).get("image")
-                    if earlier and Path(earlier).resolve() != path.resolve():
-                        row["case"] = path.name  # keep the row of the image the mask was made from
-                        raise InputError(
-                            f"{target}: exists, made from another image ({earlier}); kept. Use another output "
-                            "folder, or --overwrite to replace it."
-                        )
-                    row.update(status="skipped", message=f"{target}: exists; kept (use --overwrite to replace it).")
-                    logger.warning(f"warning: {row['message']}")
-                    report.rows.append(row)
-                    if case not in table:  # a mask from an interrupted run: give it its row back
-                        table[case] = {
-                            **row,
-                            **_volumes_of(target),
-                            "status": "ok",
-                            "message": "mask kept from an earlier run",
-                        }
-                        _write_csv(out / "volumes.csv", table)
-                    continue
                 check_image(path)
+                row["image_sha256"] = image_sha = file_sha256(path)
+                earlier = table.get(case)
+                if target.exists() and not overwrite:
+                    if earlier and earlier.get("status") == "writing" and earlier.get("image_sha256") == image_sha:
+                        logger.info(f"{target.name}: left by an interrupted run; made again")
+                    else:
+                        problem = _kept_mask_problem(target, earlier, image_sha, model_sha)
+                        if problem is None:
+                            row = {**earlier, "status": "skipped"}
+                            row["message"] = f"{target}: exists, made from this image by this model; kept."
+                            logger.info(row["message"])
+                            report.rows.append({**row})
+                            continue
+                        kept = {**(earlier or row), "status": "conflict"}
+                        kept["message"] = f"{target}: exists but {problem}; kept. Use --overwrite to replace it, or another output folder."
+                        logger.error(f"error: {kept['message']}")
+                        report.rows.append(kept)
+                        table[case] = kept
+                        save_table()
+                        continue
+                table[case] = {**row, "status": "writing", "message": "started, not finished"}
+                save_table()
                 mask, activity = segmenter(path)
                 write_mask(mask, target)
                 voxel = voxel_volume(mask.affine)
                 row.update({f"{name}_mm3": round(float((mask == k).sum()) * voxel, 1) for k, name in LABELS.items()})
                 row.update({k: f"{v:.4g}" for k, v in activity.items()})
                 row.update(status="ok", message="", seconds=f"{time.perf_counter() - start:.2f}")
+                row["mask_sha256"] = file_sha256(target)
                 logger.info(
                     f"{path.name}: anterior {row['anterior_mm3']:.0f} mm3, posterior {row['posterior_mm3']:.0f} mm3, "
                     f"{row['seconds']} s"
@@ -289,7 +351,7 @@ def segment_folder(
             if row["status"] == "failed" and target.exists() and row["case"] == case:
                 row["message"] += f" (the mask on disk, {target.name}, is from an earlier run)"
             table[row["case"]] = row
-            _write_csv(out / "volumes.csv", table)
+            save_table()
     logger.info(report.line())
     return report
 
