@@ -252,32 +252,52 @@ def test_killed_in_finetuning_resumes_without_undoing_finished_stages(trained, t
     [
         (["--epochz", "3"], "error: --epochz: not a key of this bundle's configs (did you mean 'epochs'?)"),
         (["--epochs", "-1"], "error: epochs: -1 is not allowed; it must be a whole number >= 1."),
-        (["--finetune_timesteps", "0"], "error: finetune_timesteps: 0 is not allowed; it must be a whole number >= 1."),
-        (["--val_fraction", "1.0"], "error: val_fraction: 1.0 is not allowed; it must be a number in (0.0, 1.0)."),
-        (["--neuron", "trinary"], "error: neuron: 'trinary' is not allowed; it must be one of binary, ternary."),
-        (
-            ["--train#dataloader#batchsize", "2"],
-            "error: --train#dataloader#batchsize: not a key of this bundle's configs "
-            "(did you mean 'train#dataloader#batch_size'?)",
-        ),
     ],
 )
 def test_bad_keys_and_values_fail_before_anything_is_written(tmp_path, args, message):
     out = tmp_path / "out"
     proc = bundle_run("training", "--output_dir", str(out), *SMALL, *args)
     assert proc.returncode != 0
-    assert proc.stderr.strip().splitlines()[-1].startswith(message), proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines()[-1] == message + ("." if message.endswith(")") else ""), proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
     assert not out.exists()  # no TensorBoard files, no synthetic data, no checkpoints folder
 
 
+VALID = {"epochs": 60, "finetune_timesteps": 4, "val_fraction": 0.2, "neuron": "ternary", "spatial_dims": 3,
+         "channels": [16, 32, 64, 128], "patch_size": [32, 48, 32], "device": "cpu", "resume": "false"}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "argv, values, message",
+    [
+        (["run", "training", "--finetune_epoch", "2"], {}, "--finetune_epoch: not a key of this bundle's configs "
+         "(did you mean 'finetune_epochs'?)"),
+        (["run", "training", "--train#dataloader#batchsize", "2"], {}, "--train#dataloader#batchsize: not a key of "
+         "this bundle's configs (did you mean 'train#dataloader#batch_size'?)"),
+        ([], {"finetune_timesteps": 0}, "finetune_timesteps: 0 is not allowed; it must be a whole number >= 1."),
+        ([], {"val_fraction": 1.0}, "val_fraction: 1.0 is not allowed; it must be a number in (0.0, 1.0)."),
+        ([], {"neuron": "trinary"}, "neuron: 'trinary' is not allowed; it must be one of binary, ternary."),
+        ([], {"resume": "maybe"}, "resume: 'maybe' is not allowed; it must be true or false."),
+        ([], {"patch_size": [30, 48, 32]}, "patch_size: [30, 48, 32] must be divisible by 8"),
+    ],
+)
+def test_config_check_names_the_key_and_the_rule(argv, values, message):
+    from bundle.config_checks import check_config
+
+    check_config(str(REPO), VALID, ["run", "training", "--train#dataloader#persistent_workers", "true"])  # fine
+    with pytest.raises(SystemExit) as e:
+        check_config(str(REPO), {**VALID, **values}, argv)
+    assert str(e.value).startswith(f"error: {message}")
+
+
 def test_unknown_key_in_a_stacked_config_is_refused(tmp_path):
+    from bundle.config_checks import check_config
+
     extra = tmp_path / "mine.json"
-    extra.write_text('{"finetune_epoch": 2}')
-    proc = bundle_run(
-        "training", "--output_dir", str(tmp_path / "out"), *SMALL, configs=("configs/train.json", str(extra))
-    )
-    assert proc.returncode != 0
-    assert f"error: {extra}: finetune_epoch: not a key of this bundle's configs (did you mean 'finetune_epochs'?)" in (
-        proc.stderr
+    extra.write_text('{"finetune_epoch": 2, "train": {"dataloader": {"batch_size": 2}}}')
+    argv = ["run", "training", "--config_file", f"['configs/train.json','{extra}']"]
+    with pytest.raises(SystemExit) as e:
+        check_config(str(REPO), VALID, argv)
+    assert str(e.value) == (
+        f"error: {extra}: finetune_epoch: not a key of this bundle's configs (did you mean 'finetune_epochs'?)."
     )
