@@ -3,7 +3,8 @@
 Used by the tests and by ``scripts/localization_study.py``: the template is moved by a random affine
 (rotation, translation, per-axis scaling), resampled onto a scanner-like grid (another axis order and
 direction, 0.9-1.3 mm voxels, a whole-head field of view), and given a smooth multiplicative bias field
-and Rician-like noise. Optionally a crude "neck" (a soft-tissue cylinder below the template) is added,
+and Rician-like noise. Optionally: a smooth random deformation (a crude stand-in for another subject's
+anatomy), a contrast change (gamma), and a crude "neck" (a soft-tissue cylinder below the template) is added,
 because real scans reach lower than the template and pull an intensity centre of mass down.
 
 Such images share the template's anatomy, so they test the registration's reach (pose, grid,
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import SimpleITK as sitk
 
-__all__ = ["ORIENTATIONS", "Case", "add_neck", "direction_of", "make_case"]
+__all__ = ["ORIENTATIONS", "Case", "add_neck", "direction_of", "make_case", "true_centroid"]
 
 # axis codes of the voxel axes (the letter each axis points TO, as in nibabel's aff2axcodes)
 ORIENTATIONS = {
@@ -43,8 +44,37 @@ def direction_of(codes: str) -> np.ndarray:
 @dataclass
 class Case:
     image: sitk.Image  # the synthetic whole-head image (float32)
-    transform: sitk.AffineTransform  # template point (LPS mm) -> the same anatomy in the image (LPS mm)
+    transform: sitk.AffineTransform  # its affine part: template point (LPS mm) -> image point (LPS mm)
+    to_template: sitk.Transform  # the exact map image point -> template point (deformation included)
     params: dict = field(default_factory=dict)  # what was drawn, for reports
+
+
+def true_centroid(case: Case, label: sitk.Image, margin_mm: float = 30.0) -> np.ndarray:
+    """Where a template label's centroid really is in ``case.image`` (LPS mm), deformation included.
+
+    The label (e.g. :func:`~bundle.localization.template.atlas_label`) is pulled through the case's exact
+    transform onto a 1 mm grid around its affine position, and its interpolated mass averaged.
+    """
+    stats = sitk.LabelShapeStatisticsImageFilter()
+    stats.Execute(label)
+    centre = np.array(case.transform.TransformPoint(stats.GetCentroid(1)))
+    size = np.array(label.GetSize()) + 2 * int(margin_mm)
+    grid = sitk.Image([int(s) for s in size], sitk.sitkFloat32)
+    grid.SetOrigin((centre - (size - 1) / 2).tolist())
+    pulled = sitk.Resample(sitk.Cast(label, sitk.sitkFloat32), grid, case.to_template, sitk.sitkLinear, 0.0)
+    w = sitk.GetArrayFromImage(pulled)  # [z, y, x]
+    idx = np.argwhere(w > 0)
+    mean_idx = (idx * w[w > 0][:, None]).sum(0) / w.sum()
+    return np.array(grid.TransformContinuousIndexToPhysicalPoint(mean_idx[::-1].tolist()))
+
+
+def _deformation(source: sitk.Image, rng: np.random.Generator, amplitude_mm: float) -> sitk.BSplineTransform:
+    """A smooth random displacement over ``source`` (B-spline, ~50 mm control spacing, RMS ~amplitude)."""
+    mesh = [max(1, int(round(n * s / 50.0))) for n, s in zip(source.GetSize(), source.GetSpacing(), strict=True)]
+    bspline = sitk.BSplineTransformInitializer(source, mesh, order=3)
+    n = len(bspline.GetParameters())
+    bspline.SetParameters((rng.normal(0, amplitude_mm * 1.8, n)).tolist())  # cubic B-splines damp ~1.8x
+    return bspline
 
 
 def add_neck(template: sitk.Image, length_mm: float = 70.0, radius_mm: float = 45.0, level: float = 0.35) -> sitk.Image:
@@ -85,12 +115,16 @@ def make_case(
     fov_mm: tuple[float, float, float] = (200.0, 240.0, 220.0),
     bias: float = 0.3,
     noise: float = 0.03,
+    deform_mm: float = 0.0,
+    gamma_range: tuple[float, float] = (1.0, 1.0),
 ) -> Case:
     """One synthetic whole head from ``source`` (the template, any spacing), see the module docstring.
 
     ``centre`` (LPS mm) is where rotation and scaling pivot (default: the source's centre); ``fov_mm``
     is the field of view along left-right, anterior-posterior and inferior-superior; ``noise`` is the
-    noise sigma relative to the 99th intensity percentile.
+    noise sigma relative to the 99th intensity percentile; ``deform_mm`` the RMS of a smooth random
+    deformation applied in template space before the affine; intensities are raised to a power drawn
+    from ``gamma_range`` (a different T1 contrast).
     """
     if centre is None:
         centre = np.array(source.TransformContinuousIndexToPhysicalPoint([(n - 1) / 2 for n in source.GetSize()]))
@@ -116,9 +150,16 @@ def make_case(
     grid.SetSpacing(spacing.tolist())
     grid.SetDirection(direction.ravel().tolist())
     grid.SetOrigin(origin.tolist())
-    moved = sitk.Resample(sitk.Cast(source, sitk.sitkFloat32), grid, forward.GetInverse(), sitk.sitkLinear, 0.0)
+    to_template: sitk.Transform = forward.GetInverse()
+    if deform_mm > 0:  # image point -> affine inverse -> deformation -> template point
+        to_template = sitk.CompositeTransform([_deformation(source, rng, deform_mm), forward.GetInverse()])
+    moved = sitk.Resample(sitk.Cast(source, sitk.sitkFloat32), grid, to_template, sitk.sitkLinear, 0.0)
 
     arr = sitk.GetArrayFromImage(moved)
+    gamma = float(rng.uniform(*gamma_range))
+    if gamma != 1.0:
+        top = float(arr.max()) or 1.0
+        arr = top * (np.clip(arr, 0, None) / top) ** gamma
     top = float(np.percentile(arr, 99)) or 1.0
     arr *= _bias(arr.shape, rng, bias)
     n1, n2 = rng.normal(0, noise * top, (2, *arr.shape)).astype(np.float32)
@@ -132,5 +173,7 @@ def make_case(
         "orientation": codes,
         "spacing_mm": spacing.round(3).tolist(),
         "size": size.tolist(),
+        "deform_mm": deform_mm,
+        "gamma": round(gamma, 3),
     }
-    return Case(image, forward, params)
+    return Case(image, forward, to_template, params)

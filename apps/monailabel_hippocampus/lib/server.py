@@ -44,7 +44,12 @@ from typing import Any
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from monailabel.config import settings
-from monailabel.interfaces.exception import MONAILabelError, MONAILabelException
+from monailabel.interfaces.exception import (
+    ImageNotFoundException,
+    LabelNotFoundException,
+    MONAILabelError,
+    MONAILabelException,
+)
 from monailabel.interfaces.utils.app import app_instance
 from starlette.background import BackgroundTasks
 from starlette.concurrency import run_in_threadpool
@@ -257,7 +262,8 @@ class HttpGuard:
         if isinstance(e, HTTPException):
             return _error(e.status_code, e.detail, e.headers)
         if isinstance(e, MONAILabelException):
-            status = 400 if e.error == MONAILabelError.INVALID_INPUT else 404 if "not found" in str(e.msg) else 500
+            not_found = isinstance(e, (ImageNotFoundException, LabelNotFoundException))
+            status = 404 if not_found else 400 if e.error == MONAILabelError.INVALID_INPUT else 500
             if status == 500:
                 logger.exception(f"{scope['method']} {scope['path']}: {e.msg}")
             return _error(status, e.msg)
@@ -274,8 +280,8 @@ class HttpGuard:
         model = route_path(request.scope).rsplit("/", 1)[1]
         query = request.query_params
         output = query.get("output") or None
-        if output not in (None, "image", "json", "all", "dicom_seg"):
-            raise HTTPException(400, f"output {output!r}: one of image, json, all, dicom_seg.")
+        if output not in (None, "image", "json", "all"):  # dicom_seg needs a DICOMweb datastore
+            raise HTTPException(400, f"output {output!r}: one of image, json, all.")
         if query.get("session_id"):
             raise HTTPException(400, "session_id: sessions are off; give the id of an image in the studies folder.")
         form = await request.form()
