@@ -39,11 +39,20 @@ def _parser() -> argparse.ArgumentParser:
         )  # fmt: skip
         q.add_argument("--amp", action="store_true", help="mixed precision (bfloat16 on CPU, float16 on CUDA)")
         q.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+        q.add_argument(
+            "--localize", default="auto", choices=["auto", "on", "off"],
+            help="find both hippocampi in a whole head first: auto (default: decided per image from its field "
+            "of view), on, off",
+        )  # fmt: skip
         q.add_argument("--quiet", action="store_true", help="no progress bar, warnings and errors only")
 
-    seg = sub.add_parser("segment", help="segment every NIfTI image of a folder")
-    seg.add_argument("input_dir", help="folder of .nii/.nii.gz images, or a Decathlon task folder (imagesTs/imagesTr)")
+    seg = sub.add_parser("segment", help="segment every image of a folder")
+    seg.add_argument(
+        "input_dir",
+        help="folder of images (NIfTI, NRRD, MHA/MHD, DICOM series sub-folders) or a Decathlon task folder",
+    )
     seg.add_argument("output_dir", help="where masks and volumes.csv go (created if missing)")
+    seg.add_argument("--qc", action="store_true", help="also write a QC picture per image in OUT/qc/")
     common(seg)
 
     ev = sub.add_parser("evaluate", help="segment labelled images and score them against their labels")
@@ -91,12 +100,14 @@ def main(argv: list[str] | None = None) -> int:
                 device,
                 progress=not args.quiet,
                 amp=args.amp,
+                localize=args.localize,
+                qc=args.qc,
             )
             print(report.line())
             return 1 if report.failed else 0
         summary = evaluate_folder(
             args.dataset_dir, args.output_dir, network, inferer, info, args.split, args.val_fraction, args.seed,
-            args.overlays, args.overwrite, device, progress=not args.quiet, amp=args.amp,
+            args.overlays, args.overwrite, device, progress=not args.quiet, amp=args.amp, localize=args.localize,
         )  # fmt: skip
         dice = "-" if summary["mean_dice"] is None else f"{summary['mean_dice']:.4f}"
         print(f"mean Dice {dice} over {summary['cases_ok']} case(s); {Path(args.output_dir) / 'summary.json'}")

@@ -148,6 +148,8 @@ RULES: dict[str, Callable[[Any], str | None]] = {
     "sw_batch_size": _whole(1),
     "overlap": _number(0.0, 1.0, low_open=False, high_open=True),
     "overwrite": _boolean,
+    "localize": _choice("auto", "on", "off"),
+    "qc": _boolean,
     "progress": _boolean,
     "split": _choice("all", "val", "train"),
     "overlays": _whole(0),
@@ -272,4 +274,3 @@ def check_config(bundle_root: str, values: Mapping[str, Any], argv: list[str] | 
         check_values(values)
     except InputError as e:
         raise SystemExit(f"error: {e}") from None
-

@@ -141,7 +141,7 @@ def test_each_bad_input_is_one_line_naming_the_file_and_the_rest_still_run(real_
         assert len(lines) == 1, (name, err)
         assert words in lines[0] and str(real_images / name) in lines[0]
         assert not (out / name).exists()
-    assert "README.txt: not a NIfTI image" in err
+    assert "README.txt: not an image (NIfTI, NRRD, MHA/MHD or a DICOM series folder); skipped." in err
     for case in CASES:  # the good cases are segmented all the same
         assert (out / f"{case}.nii.gz").is_file()
     rows = {r["case"]: r["status"] for r in csv.DictReader((out / "volumes.csv").open())}
@@ -253,7 +253,7 @@ def test_empty_or_missing_input_folder_is_one_error(tmp_path, capsys):
     assert main(["segment", str(tmp_path / "images"), str(tmp_path / "images"), "--model", "ann"]) == 1
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert err == [
-        f"error: {tmp_path / 'empty'}: holds no NIfTI images (.nii or .nii.gz).",
+        f"error: {tmp_path / 'empty'}: holds no images (NIfTI .nii/.nii.gz, NRRD, MHA/MHD, or DICOM series folders).",
         f"error: {tmp_path / 'nowhere'}: input folder does not exist.",
         f"error: {tmp_path / 'images'}: is the input folder; masks are named like their images, "
         "choose another output folder.",

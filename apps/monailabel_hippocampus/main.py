@@ -22,7 +22,7 @@ from fastapi import HTTPException
 from lib.configs.segmentation import inference_settings, model_choices
 from lib.guards import StudiesDatastore, check_host, image_uri, infer_params, server_host
 from lib.infers.segmentation import BundleSegmentation
-from lib.server import install, policy_from_conf
+from lib.server import install, installed, policy_from_conf
 from monailabel.config import settings
 from monailabel.interfaces.app import MONAILabelApp
 from monailabel.interfaces.datastore import Datastore, DefaultLabelTag
@@ -57,7 +57,7 @@ class HippocampusApp(MONAILabelApp):
             )
             install(conf)  # the HTTP rules of lib/server.py, in the running server (no-op outside one)
         except InputError as e:
-            if server_host(sys.argv) is None:
+            if server_host(sys.argv) is None or installed():  # not a server, or a running one (POST /reload)
                 raise
             _refuse_to_start(e)
 

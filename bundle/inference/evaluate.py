@@ -80,6 +80,7 @@ def evaluate_folder(
     device: torch.device | str = "cpu",
     progress: bool = True,
     amp: bool = False,
+    localize: str = "auto",
 ) -> dict:
     """Segment the labelled images of ``dataset_dir`` and score them; write CSV, JSON summary, masks, PNGs.
 
@@ -107,7 +108,7 @@ def evaluate_folder(
         (out / "masks").mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise InputError(f"{out}: cannot create the output folder ({e.strerror}).") from None
-    segmenter = VolumeSegmenter(network, inferer, device, amp)
+    segmenter = VolumeSegmenter(network, inferer, device, amp, localize)
     loader = LoadImage(image_only=True, ensure_channel_first=True)
     rows = []
     logger.info(f"evaluating {info.get('model', 'the network')} on {len(pairs)} labelled case(s) ({split})")
@@ -118,7 +119,8 @@ def evaluate_folder(
             start = time.perf_counter()
             try:
                 check_image(image)
-                mask, activity = segmenter(image)
+                seg = segmenter(image)
+                mask, activity = seg.mask, seg.activity
                 label = _check_label(loader(pair["label"]), mask, pair["label"])
                 spacing = np.sqrt((np.asarray(mask.affine, dtype=float)[:3, :3] ** 2).sum(0))
                 row.update(_scores(mask[0], label[0], spacing))

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+
 from bundle.spiking.neurons import set_kernel
 from bundle.spiking.segmenter import SpikingSegmenter
 

@@ -1,7 +1,9 @@
 """What batch inference reads: the images of a folder, each checked before the network sees it.
 
-A folder is either a plain folder of ``.nii``/``.nii.gz`` files or a Decathlon task folder, whose
-``imagesTs/`` (else ``imagesTr/``) is used. Problems with one file never stop the others: they come
+A folder is either a plain folder of images or a Decathlon task folder, whose ``imagesTs/`` (else
+``imagesTr/``) is used. Images are NIfTI (``.nii``, ``.nii.gz``), NRRD (``.nrrd``, ``.nhdr``), MetaImage
+(``.mha``, ``.mhd``), or a DICOM series: a sub-folder holding one series (a folder with several series
+is one clear error: give each its own folder). Problems with one image never stop the others: they come
 back as one-line messages that name the file.
 """
 
@@ -11,21 +13,60 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import SimpleITK as sitk
 
 from bundle.data.datalist import NIFTI_SUFFIXES, is_nifti
 from bundle.errors import InputError
 
-__all__ = ["MIN_EXTENT_MM", "MIN_VOXELS", "check_image", "find_images", "output_name"]
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "MIN_EXTENT_MM",
+    "MIN_VOXELS",
+    "check_image",
+    "dicom_series",
+    "find_images",
+    "is_image",
+    "output_name",
+    "read_sitk",
+]
+
+IMAGE_SUFFIXES = (*NIFTI_SUFFIXES, ".nrrd", ".nhdr", ".mha", ".mhd")
 
 # A hippocampus is about 40 x 15 x 15 mm: an image smaller than this on any axis cannot hold one.
 MIN_EXTENT_MM = 10.0
 MIN_VOXELS = 4
 
 
-def find_images(input_dir: str | Path) -> tuple[list[Path], list[str]]:
-    """The NIfTI images to segment in ``input_dir``, and a note for every other (non-hidden) file there.
+def is_image(path: Path) -> bool:
+    """An image file of a supported format (by suffix), or a folder holding DICOM files."""
+    if path.is_file():
+        return path.name.lower().endswith(IMAGE_SUFFIXES)
+    return path.is_dir() and bool(dicom_series(path, strict=False))
 
-    Raises :class:`InputError` if the folder does not exist or holds no NIfTI image.
+
+def dicom_series(folder: Path, strict: bool = True) -> list[str]:
+    """The files of the one DICOM series in ``folder`` (sorted by GDCM); ``[]`` if it holds none.
+
+    With ``strict``, a folder holding several series raises :class:`InputError` naming them.
+    """
+    try:
+        ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
+    except RuntimeError:
+        return []
+    if not ids:
+        return []
+    if len(ids) > 1 and strict:
+        raise InputError(
+            f"{folder}: holds {len(ids)} DICOM series ({', '.join(ids[:3])}{', ...' if len(ids) > 3 else ''}); "
+            "put each series in its own folder."
+        )
+    return list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), ids[0]))
+
+
+def find_images(input_dir: str | Path) -> tuple[list[Path], list[str]]:
+    """The images to segment in ``input_dir``, and a note for every other (non-hidden) file there.
+
+    Raises :class:`InputError` if the folder does not exist or holds no image.
     """
     root = Path(input_dir).expanduser()
     if not root.exists():
@@ -36,34 +77,43 @@ def find_images(input_dir: str | Path) -> tuple[list[Path], list[str]]:
         if (root / sub).is_dir() and any(is_nifti(p) for p in (root / sub).iterdir()):
             root = root / sub
             break
+    if dicom_series(root, strict=False):
+        return [root], []  # the folder is itself one DICOM series
     images, skipped = [], []
     for p in sorted(root.iterdir()):
         if p.name.startswith("."):
             continue  # hidden files (macOS ._ companions, .DS_Store) are never images
-        if is_nifti(p):
+        if p.name.lower().endswith(".raw") or p.name.lower().endswith(".zraw"):
+            continue  # the data halves of .mhd/.nhdr headers
+        if is_image(p):
             images.append(p)
-        elif p.is_file():
-            skipped.append(f"{p}: not a NIfTI image (.nii or .nii.gz); skipped.")
+        elif p.is_file() or p.is_dir():
+            skipped.append(f"{p}: not an image (NIfTI, NRRD, MHA/MHD or a DICOM series folder); skipped.")
     if not images:
-        raise InputError(f"{root}: holds no NIfTI images (.nii or .nii.gz).")
+        raise InputError(f"{root}: holds no images (NIfTI .nii/.nii.gz, NRRD, MHA/MHD, or DICOM series folders).")
     return images, skipped
 
 
 def output_name(image: Path) -> str:
-    """The mask's file name: the image's name, always as ``.nii.gz``."""
-    for suffix in NIFTI_SUFFIXES:
-        if image.name.endswith(suffix):
+    """The mask's file name: the image's name (a DICOM folder's name), always as ``.nii.gz``."""
+    for suffix in IMAGE_SUFFIXES:
+        if image.name.lower().endswith(suffix):
             return image.name[: -len(suffix)] + ".nii.gz"
     return image.name + ".nii.gz"
 
 
 def check_image(path: str | Path) -> None:
-    """Raise :class:`InputError` naming ``path`` unless it is a readable, finite, 3D NIfTI volume.
+    """Raise :class:`InputError` naming ``path`` unless it is a readable, finite 3D volume that can hold
+    a hippocampus.
 
     A 4D file with a single volume (``[X, Y, Z, 1]``) is accepted. The voxel data is read in full:
-    a truncated ``.nii.gz`` often has a readable header and breaks only there.
+    a truncated ``.nii.gz`` often has a readable header and breaks only there. NIfTI is read by nibabel
+    (as MONAI's reader does), the other formats and DICOM series by SimpleITK.
     """
     path = Path(path)
+    if not is_nifti(path):
+        _check_sitk_image(path)
+        return
     if path.stat().st_size == 0:
         raise InputError(f"{path}: empty file (0 bytes).")
     try:
@@ -95,3 +145,39 @@ def check_image(path: str | Path) -> None:
         raise InputError(f"{path}: {bad} of {data.size} voxels are NaN or infinite.")
     if float(data.max()) == float(data.min()):
         raise InputError(f"{path}: every voxel has the value {float(data.min())}; there is no image to segment.")
+
+
+def read_sitk(path: str | Path) -> sitk.Image:
+    """A non-NIfTI image or a DICOM series folder, read by SimpleITK; :class:`InputError` if unreadable."""
+    path = Path(path)
+    if path.is_file() and path.stat().st_size == 0:
+        raise InputError(f"{path}: empty file (0 bytes).")
+    try:
+        image = sitk.ReadImage(dicom_series(path) if path.is_dir() else str(path))
+    except RuntimeError as e:
+        lines = [line.strip() for line in str(e).strip().splitlines() if line.strip()]
+        reason = lines[-1] if lines else "SimpleITK cannot read it"
+        raise InputError(f"{path}: unreadable image ({reason[:200]}).") from None
+    if image.GetDimension() == 4 and image.GetSize()[3] == 1:
+        image = image[:, :, :, 0]
+    return image
+
+
+def _check_sitk_image(path: Path) -> None:
+    image = read_sitk(path)
+    if image.GetDimension() != 3:
+        raise InputError(f"{path}: is {image.GetDimension()}D (size {image.GetSize()}); expected one 3D volume.")
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise InputError(f"{path}: {image.GetNumberOfComponentsPerPixel()} values per voxel; expected a scalar image.")
+    data = sitk.GetArrayViewFromImage(image)
+    if not np.isfinite(data).all():
+        raise InputError(f"{path}: {int((~np.isfinite(data)).sum())} of {data.size} voxels are NaN or infinite.")
+    if float(data.max()) == float(data.min()):
+        raise InputError(f"{path}: every voxel has the value {float(data.min())}; there is no image to segment.")
+    size, spacing = np.array(image.GetSize()), np.array(image.GetSpacing())
+    extent = size * spacing
+    if size.min() < MIN_VOXELS or extent.min() < MIN_EXTENT_MM:
+        raise InputError(
+            f"{path}: {'x'.join(map(str, size))} voxels ({' x '.join(f'{e:.1f}' for e in extent)} mm) is too small "
+            f"to hold a hippocampus (at least {MIN_VOXELS} voxels and {MIN_EXTENT_MM:.0f} mm on every axis)."
+        )

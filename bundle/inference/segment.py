@@ -14,6 +14,7 @@ a mask of an earlier version of the image, of another model, or edited since, is
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import logging
@@ -25,6 +26,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import SimpleITK as sitk
 import torch
 from monai import transforms as mt
 from monai.data import MetaTensor, NibabelWriter
@@ -33,10 +35,13 @@ from torch import nn
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from bundle.data.datalist import is_nifti
 from bundle.data.transforms import preprocessing
 from bundle.errors import InputError
-from bundle.inference.inputs import check_image, find_images, output_name
-from bundle.options import as_bool
+from bundle.inference.inputs import check_image, find_images, output_name, read_sitk
+from bundle.inference.qc import save_qc
+from bundle.localization import CROP_SIZE, SIDES, field_of_view, from_nifti, localize, to_nifti
+from bundle.options import as_bool, one_of
 from bundle.spiking.activity import ActivityMonitor
 from bundle.spiking.segmenter import SpikingSegmenter
 
@@ -55,8 +60,10 @@ logger = logging.getLogger("bundle.inference")
 
 LABELS = {1: "anterior", 2: "posterior"}
 CSV_FIELDS = [
-    "case", "image", "mask", "status", "message", "anterior_mm3", "posterior_mm3", "seconds",
-    "model", "timesteps", "mean_firing_rate", "energy_uj", "image_sha256", "mask_sha256", "model_sha256",
+    "case", "image", "mask", "status", "message", "flag", "anterior_mm3", "posterior_mm3", "total_ml",
+    "left_anterior_mm3", "left_posterior_mm3", "left_ml", "right_anterior_mm3", "right_posterior_mm3", "right_ml",
+    "localized", "similarity", "seconds", "read_s", "register_s", "network_s",
+    "model", "timesteps", "mean_firing_rate", "energy_uj", "qc", "image_sha256", "mask_sha256", "model_sha256",
 ]  # fmt: skip
 
 
@@ -77,54 +84,221 @@ def voxel_volume(affine: np.ndarray | torch.Tensor) -> float:
     return float(abs(np.linalg.det(a)))
 
 
-class VolumeSegmenter:
-    """One image file -> ``(mask, activity)``: a ``[1, *shape]`` uint8 MetaTensor in the file's geometry."""
+LOCALIZE_MODES = ("auto", "on", "off")
+# Plausible adult hippocampus (head + body) per side, mL: Task04's labels span 2.4-4.4 mL; adult
+# whole-hippocampus volumes in the literature ~2.5-4.5 mL. Outside this range a mask is likely wrong.
+PLAUSIBLE_ML = (1.5, 6.0)
+# |left - right| / mean: right is usually 2-5 % larger (SD ~5-10 %); beyond 25 % is rare in adults.
+MAX_ASYMMETRY = 0.25
+POOR_SIMILARITY = 0.65  # registration scores below this (but above the failure threshold) are flagged
 
-    def __init__(self, network: nn.Module, inferer: Inferer, device: torch.device | str = "cpu", amp: bool = False):
+
+@dataclass
+class Segmentation:
+    """What segmenting one image gives: the mask in the image's own grid, and what to report about it."""
+
+    mask: MetaTensor  # [1, *shape] uint8, the input's affine
+    activity: dict  # SNN only: mean_firing_rate, energy_uj (all windows of all crops)
+    localized: bool = False
+    reason: str = ""  # why localised or not (the auto decision)
+    similarity: float | None = None  # registration score (localised only)
+    sides: dict = field(default_factory=dict)  # {"left"/"right": {"anterior_mm3", "posterior_mm3"}}
+    seconds: dict = field(default_factory=dict)  # read, register, network, ...
+    views: dict = field(default_factory=dict)  # for the QC picture: {name: (image, mask)} RAS arrays
+    head: tuple | None = None  # for the QC picture: (head RAS array, {side: (low, high) voxel corners})
+
+    def flags(self) -> list[str]:
+        """Reasons to look at this mask before trusting its volumes (empty: nothing looks wrong)."""
+        flags = []
+        if self.similarity is not None and self.similarity < POOR_SIMILARITY:
+            flags.append(f"registration poor (similarity {self.similarity:.2f} < {POOR_SIMILARITY:.2f})")
+        volumes = {s: (v["anterior_mm3"] + v["posterior_mm3"]) / 1000 for s, v in self.sides.items()}
+        if not volumes:
+            voxel = voxel_volume(self.mask.affine)
+            volumes = {"hippocampus": float((self.mask > 0).sum()) * voxel / 1000}
+        lo, hi = PLAUSIBLE_ML
+        for side, ml in volumes.items():
+            if not lo <= ml <= hi:
+                flags.append(f"{side} volume {ml:.2f} mL outside {lo}-{hi} mL")
+        if len(self.sides) == 2 and min(volumes.values()) > 0:
+            left, right = volumes["left"], volumes["right"]
+            asym = abs(left - right) / ((left + right) / 2)
+            if asym > MAX_ASYMMETRY:
+                flags.append(f"left/right asymmetry {asym:.0%} > {MAX_ASYMMETRY:.0%}")
+        return flags
+
+
+def _metatensor(image: nib.Nifti1Image, name: str) -> MetaTensor:
+    """A NIfTI image in memory as MONAI's reader would have loaded it (channel first, float32)."""
+    arr = np.asanyarray(image.dataobj).astype(np.float32)
+    affine = torch.as_tensor(np.asarray(image.affine, dtype=np.float64))
+    meta = {"original_affine": affine.clone(), "spatial_shape": np.array(arr.shape), "filename_or_obj": name,
+            "original_channel_dim": "no_channel", "space": "RAS"}  # fmt: skip
+    return MetaTensor(torch.from_numpy(arr[None]), affine=affine, meta=meta)
+
+
+class VolumeSegmenter:
+    """One image (a file or a DICOM series folder) -> :class:`Segmentation`, mask in the file's geometry.
+
+    ``localize``: ``auto`` (default: whole heads are localised, crops are not, decided per image from
+    the field of view), ``on`` or ``off``. A localised image is registered to the MNI template, each
+    hippocampus is cut out as a Task04-like crop (RAS, 1 mm), segmented, and pasted back.
+    """
+
+    def __init__(
+        self,
+        network: nn.Module,
+        inferer: Inferer,
+        device: torch.device | str = "cpu",
+        amp: bool = False,
+        localize: str = "auto",
+        qc: bool = False,
+    ):
         self.network, self.inferer, self.device = network.eval(), inferer, torch.device(device)
         # mixed precision: float16 on CUDA, bfloat16 on CPU; SNN membranes stay float32 (see neurons)
         self.amp = {"device_type": self.device.type, "dtype": torch.float16 if self.device.type == "cuda" else torch.bfloat16,
                     "enabled": as_bool(amp, "amp")}  # fmt: skip
+        self.localize = one_of(localize, LOCALIZE_MODES, "localize")
+        self.qc = as_bool(qc, "qc")
         self._lock = threading.Lock()  # the SNN's membranes and the activity hooks are per-call state
         self.pre = mt.Compose(preprocessing(["image"]))
-        self.post = mt.Compose(
-            [
-                mt.Activationsd(keys="pred", softmax=True),
-                mt.AsDiscreted(keys="pred", argmax=True),
-                mt.Invertd(keys="pred", transform=self.pre, orig_keys="image", nearest_interp=True, to_tensor=True),
-            ]
+        self.pre_loaded = mt.Compose(self.pre.transforms[1:])  # for images already in memory (no LoadImaged)
+        self.post, self.post_loaded = (
+            mt.Compose(
+                [
+                    mt.Activationsd(keys="pred", softmax=True),
+                    mt.AsDiscreted(keys="pred", argmax=True),
+                    mt.Invertd(keys="pred", transform=pre, orig_keys="image", nearest_interp=True, to_tensor=True),
+                ]
+            )
+            for pre in (self.pre, self.pre_loaded)
         )
 
-    def __call__(self, path: str | Path) -> tuple[MetaTensor, dict]:
+    def __call__(self, path: str | Path) -> Segmentation:
         with self._lock:
-            return self._segment(path)
+            return self._segment(Path(path))
 
-    def _segment(self, path: str | Path) -> tuple[MetaTensor, dict]:
-        data = self.pre({"image": str(path)})
-        x = data["image"].unsqueeze(0).to(self.device)
+    def _segment(self, path: Path) -> Segmentation:
+        t = time.perf_counter()
+        nifti = is_nifti(path)
+        image = None if nifti else read_sitk(path)
+        fov = field_of_view(image if image is not None else path)
+        whole = fov.localize if self.localize == "auto" else self.localize == "on"
+        reason = fov.reason if self.localize == "auto" else f"localize {self.localize} ({fov.reason.split(':')[0]})"
+        logger.info(f"{path.name}: {reason}")
         snn = self.network.snn if isinstance(self.network, SpikingSegmenter) else None
+        monitor = ActivityMonitor(snn) if snn is not None else contextlib.nullcontext()
         windows = [0]
         counter = self.network.register_forward_pre_hook(
             lambda _m, args: windows.__setitem__(0, windows[0] + args[0].shape[0])
         )
         try:
-            with torch.no_grad(), torch.autocast(**self.amp):
-                if snn is None:
-                    pred = self.inferer(x, self.network)
-                    activity = {}
+            with monitor:
+                if whole:
+                    seg = self._localized(path, image, reason)
                 else:
-                    with ActivityMonitor(snn) as monitor:
-                        pred = self.inferer(x, self.network)
-                    monitor.add_images(windows[0], self.network.timesteps)
-                    s = monitor.summary()
-                    # summary() is per window; a volume costs all its windows
-                    activity = {"mean_firing_rate": s["mean_firing_rate"], "energy_uj": s["energy_uj"] * windows[0]}
+                    data = (
+                        self.pre({"image": str(path)})
+                        if nifti
+                        else self.pre_loaded({"image": _metatensor(to_nifti(image), str(path))})
+                    )
+                    seconds = {"read": time.perf_counter() - t}
+                    t = time.perf_counter()
+                    mask, ras_label = self._infer(data, self.post if nifti else self.post_loaded)
+                    seconds["network"] = time.perf_counter() - t
+                    seg = Segmentation(mask, {}, False, reason, seconds=seconds)
+                    seg.views = {"image": (data["image"][0].numpy(), ras_label)} if self.qc else {}
         finally:
             counter.remove()
+        if snn is not None and windows[0]:
+            monitor.add_images(windows[0], self.network.timesteps)
+            summary = monitor.summary()
+            # summary() is per window; a volume costs all its windows
+            seg.activity = {
+                "mean_firing_rate": summary["mean_firing_rate"],
+                "energy_uj": summary["energy_uj"] * windows[0],
+            }
+        return seg
+
+    def _infer(self, data: dict, post: mt.Compose) -> tuple[MetaTensor, np.ndarray]:
+        """The network through the inferer on one pre-processed image: the label map in the input's grid,
+        and in the pre-processed (RAS, 1 mm) grid."""
+        x = data["image"].unsqueeze(0).to(self.device)
+        with torch.no_grad(), torch.autocast(**self.amp):
+            pred = self.inferer(x, self.network)
         data["pred"] = pred[0].float().cpu()
-        mask = self.post(data)["pred"]
-        mask = mask.to(torch.uint8) if isinstance(mask, MetaTensor) else MetaTensor(mask.to(torch.uint8))
-        return mask, activity
+        ras_label = data["pred"].argmax(0).numpy().astype(np.uint8)
+        mask = post(data)["pred"]
+        return (mask.to(torch.uint8) if isinstance(mask, MetaTensor) else MetaTensor(mask.to(torch.uint8))), ras_label
+
+    def _localized(self, path: Path, image: sitk.Image | None, reason: str) -> Segmentation:
+        t = time.perf_counter()
+        if image is None:  # NIfTI: its geometry as nibabel (and so MONAI) reads it
+            image = from_nifti(nib.load(path))
+        read_s = time.perf_counter() - t
+        loc = localize(image, name=str(path))
+        seconds = {"read": read_s, **{k: v for k, v in loc.seconds.items() if k != "read"}}
+        t = time.perf_counter()
+        labels, sides, views = {}, {}, {}
+        for side in SIDES:
+            crop = to_nifti(loc.crop(side))
+            data = self.pre_loaded({"image": _metatensor(crop, f"{path}:{side}")})
+            label, _ = self._infer(data, self.post_loaded)
+            arr = np.asarray(label[0]).astype(np.uint8)
+            labels[side] = (arr, crop.affine)
+            sides[side] = {
+                f"{name}_mm3": float((arr == k).sum()) * voxel_volume(crop.affine) for k, name in LABELS.items()
+            }
+            views[side] = (np.asanyarray(crop.dataobj), arr)
+        seconds["network"] = time.perf_counter() - t
+        t = time.perf_counter()
+        pasted = to_nifti(loc.paste(labels))
+        mask = _metatensor(pasted, str(path)).to(torch.uint8)
+        seconds["paste"] = time.perf_counter() - t
+        head = None
+        if self.qc:
+            canonical = nib.as_closest_canonical(to_nifti(image))
+            inv = np.linalg.inv(canonical.affine)
+            boxes = {}
+            for side, (_, affine) in labels.items():
+                corners = np.array(
+                    [
+                        affine @ [i, j, k, 1]
+                        for i in (0, CROP_SIZE[0] - 1)
+                        for j in (0, CROP_SIZE[1] - 1)
+                        for k in (0, CROP_SIZE[2] - 1)
+                    ]
+                )
+                vox = (inv @ corners.T)[:3].T
+                boxes[side] = (vox.min(0), vox.max(0))
+            head = (np.asanyarray(canonical.dataobj), boxes)
+        return Segmentation(mask, {}, True, reason, loc.registration.similarity, sides, seconds, views, head)
+
+
+def describe(seg: Segmentation) -> dict:
+    """The ``volumes.csv`` fields of one segmentation: volumes (both sides and each), flags, timings."""
+    voxel = voxel_volume(seg.mask.affine)
+    row = {f"{name}_mm3": round(float((seg.mask == k).sum()) * voxel, 1) for k, name in LABELS.items()}
+    row["total_ml"] = round((row["anterior_mm3"] + row["posterior_mm3"]) / 1000, 3)
+    for side, volumes in seg.sides.items():
+        row.update({f"{side}_{k}": round(v, 1) for k, v in volumes.items()})
+        row[f"{side}_ml"] = round(sum(volumes.values()) / 1000, 3)
+    row["localized"] = "yes" if seg.localized else "no"
+    row["similarity"] = "" if seg.similarity is None else f"{seg.similarity:.3f}"
+    row["flag"] = "; ".join(seg.flags())
+    row.update({f"{k}_s": f"{v:.2f}" for k, v in seg.seconds.items() if k in ("read", "register", "network")})
+    row.update({k: f"{v:.4g}" for k, v in seg.activity.items()})
+    return row
+
+
+def write_qc(seg: Segmentation, path: Path, title: str) -> Path:
+    """The QC picture of one segmentation (see :mod:`bundle.inference.qc`)."""
+    parts = [f"{s}: {sum(v.values()) / 1000:.2f} mL" for s, v in seg.sides.items()] or [
+        f"{float((seg.mask > 0).sum()) * voxel_volume(seg.mask.affine) / 1000:.2f} mL"
+    ]
+    flags = seg.flags()
+    note = ", ".join(parts) + (f"  FLAG: {'; '.join(flags)}" if flags else "")
+    return save_qc(path, title, seg.views, seg.head, note)
 
 
 @dataclass
@@ -145,8 +319,10 @@ class Report:
 
     def line(self) -> str:
         done = [r for r in self.rows if r["status"] == "ok"]
+        flagged = sum(bool(r.get("flag")) for r in done)
         mean_s = f", {np.mean([float(r['seconds']) for r in done]):.1f} s per image" if done else ""
         conflicts = f", {self.count('conflict')} kept unverified" if self.count("conflict") else ""
+        conflicts += f", {flagged} flagged (see the flag column)" if flagged else ""
         table = f"; NOT WRITTEN: {self.table_error}" if self.table_error else ""
         return (
             f"{self.count('ok')} segmented, {self.count('skipped')} skipped (mask exists), "
@@ -251,8 +427,14 @@ def segment_folder(
     device: torch.device | str = "cpu",
     progress: bool = True,
     amp: bool = False,
+    localize: str = "auto",
+    qc: bool = False,
 ) -> Report:
     """Segment every image of ``input_dir`` into ``output_dir`` (created if missing); never raises per image.
+
+    ``localize``: ``auto``/``on``/``off`` (see :class:`VolumeSegmenter`); ``qc``: also write
+    ``qc/<case>.png`` per image. Images whose mask looks wrong (poor registration, implausible volume,
+    strong asymmetry) are written all the same, with the reason in the ``flag`` column.
 
     Existing masks are kept unless ``overwrite``; one is skipped as done only if ``volumes.csv`` records
     making it from this image's content with this model and it is unchanged (else status ``conflict``,
@@ -283,7 +465,7 @@ def segment_folder(
     table = _read_csv(out / "volumes.csv")
     for note in notes:
         logger.warning(f"warning: {note}")
-    segmenter = VolumeSegmenter(network, inferer, device, amp)
+    segmenter = VolumeSegmenter(network, inferer, device, amp, localize, qc)
     report = Report(out)
     model_sha = model_fingerprint(info, as_bool(amp, "amp"))
     claimed: dict[str, Path] = {}
@@ -326,7 +508,9 @@ def segment_folder(
                             report.rows.append({**row})
                             continue
                         kept = {**(earlier or row), "status": "conflict"}
-                        kept["message"] = f"{target}: exists but {problem}; kept. Use --overwrite to replace it, or another output folder."
+                        kept["message"] = (
+                            f"{target}: exists but {problem}; kept. Use --overwrite to replace it, or another output folder."
+                        )
                         logger.error(f"error: {kept['message']}")
                         report.rows.append(kept)
                         table[case] = kept
@@ -334,16 +518,16 @@ def segment_folder(
                         continue
                 table[case] = {**row, "status": "writing", "message": "started, not finished"}
                 save_table()
-                mask, activity = segmenter(path)
-                write_mask(mask, target)
-                voxel = voxel_volume(mask.affine)
-                row.update({f"{name}_mm3": round(float((mask == k).sum()) * voxel, 1) for k, name in LABELS.items()})
-                row.update({k: f"{v:.4g}" for k, v in activity.items()})
+                seg = segmenter(path)
+                write_mask(seg.mask, target)
+                row.update(describe(seg))
                 row.update(status="ok", message="", seconds=f"{time.perf_counter() - start:.2f}")
                 row["mask_sha256"] = file_sha256(target)
+                if qc:
+                    row["qc"] = str(write_qc(seg, out / "qc" / f"{case}.png", f"{path.name} ({info.get('model', '')})"))
                 logger.info(
                     f"{path.name}: anterior {row['anterior_mm3']:.0f} mm3, posterior {row['posterior_mm3']:.0f} mm3, "
-                    f"{row['seconds']} s"
+                    f"{row['seconds']} s" + (f"; FLAG: {row['flag']}" if row["flag"] else "")
                 )
             except Exception as e:  # noqa: BLE001 - any failure is this image's alone: report it, go on
                 record_failure(row, path, e)

@@ -65,7 +65,7 @@ from bundle.errors import InputError
 from bundle.options import as_bool
 from lib.guards import image_uri, infer_params, is_loopback, parse_json_object
 
-__all__ = ["RULES", "HttpGuard", "Policy", "Rule", "classify", "install", "policy_from_conf"]
+__all__ = ["RULES", "HttpGuard", "Policy", "Rule", "classify", "install", "installed", "policy_from_conf"]
 
 logger = logging.getLogger(__name__)
 
@@ -200,6 +200,10 @@ def _host_name(host: str) -> str:
 
 class HttpGuard:
     """ASGI middleware: the rules of this module for every HTTP request (see the module's docstring)."""
+
+    # MONAI Label re-imports the app's modules when it reloads the app (POST /reload): the class changes,
+    # so an installed guard is recognised by this marker, not by isinstance
+    hippocampus_guard = True
 
     def __init__(self, app: ASGIApp, policy: Policy = Policy()) -> None:
         self.app, self.policy = app, policy
@@ -425,6 +429,17 @@ def _chain(app: Any) -> list:
     return chain
 
 
+def installed() -> bool:
+    """Whether this process's MONAI Label server already runs with :class:`HttpGuard` (it has started)."""
+    module = sys.modules.get("monailabel.app")
+    stack = getattr(getattr(module, "app", None), "middleware_stack", None)
+    return any(_is_guard(type(m)) for m in _chain(stack))
+
+
+def _is_guard(cls: object) -> bool:
+    return getattr(cls, "hippocampus_guard", False) is True
+
+
 def install(conf: Mapping[str, str]) -> Policy | None:
     """Put :class:`HttpGuard` and the CORS policy of ``conf`` into the running MONAI Label server.
 
@@ -440,7 +455,7 @@ def install(conf: Mapping[str, str]) -> Policy | None:
         return None
     app = module.app
     try:
-        kept = [m for m in app.user_middleware if m.cls not in (CORSMiddleware, HttpGuard)]
+        kept = [m for m in app.user_middleware if m.cls is not CORSMiddleware and not _is_guard(m.cls)]
         app.user_middleware = [
             Middleware(
                 CORSMiddleware,
@@ -458,7 +473,7 @@ def install(conf: Mapping[str, str]) -> Policy | None:
     except Exception as e:  # noqa: BLE001 - an unguarded server must not start
         raise InputError(f"cannot install the app's HTTP rules in this MONAI Label server ({type(e).__name__}: {e}).")
     cors = [m for m in chain if isinstance(m, CORSMiddleware)]
-    guards = [m for m in chain if isinstance(m, HttpGuard)]
+    guards = [m for m in chain if _is_guard(type(m))]
     if len(cors) != 1 or cors[0].allow_all_origins or cors[0].allow_credentials or len(guards) != 1:
         raise InputError("cannot install the app's HTTP rules in this MONAI Label server (unexpected middleware).")
     logger.info(

@@ -103,7 +103,7 @@ class BundleSegmentation(BasicInferTask):
             raise HTTPException(status_code=422, detail=str(e)) from None
         with self._lock:
             segmenter, info = self._segmenter(device)
-            mask, activity = segmenter(path)
+            mask, activity = _mask_and_activity(segmenter(path))
         voxel = voxel_volume(mask.affine)
         data["pred"] = mask
         data["result"] = {
@@ -122,3 +122,12 @@ class BundleSegmentation(BasicInferTask):
         os.close(fd)
         write_mask(mask, out)
         return out, dict(data.get("result", {}))
+
+
+def _mask_and_activity(result: Any) -> tuple[MetaTensor, dict]:
+    """The mask and activity of what ``VolumeSegmenter`` returns: a ``Segmentation`` (``.mask``, ``.activity``),
+    or the ``(mask, activity)`` pair of earlier versions of the bundle."""
+    if hasattr(result, "mask"):
+        return result.mask, result.activity
+    mask, activity = result
+    return mask, activity

@@ -1,0 +1,199 @@
+"""Whole-head localisation: shipped assets, registration on synthetic heads, crops, paste-back, ``auto``.
+
+The whole heads are made at test time from the shipped 2 mm template, moved by a known random affine
+and resampled to another orientation and spacing, so the true hippocampus positions are known exactly.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from bundle.errors import InputError
+from bundle.localization import (
+    CROP_SIZE,
+    SIDES,
+    atlas_label,
+    crop_box,
+    field_of_view,
+    from_nifti,
+    load_template,
+    localize,
+    read_image,
+    resample_crop,
+    to_nifti,
+)
+from bundle.localization.crops import ras_direction
+from bundle.localization.synthetic import make_case, true_centroid
+from bundle.localization.template import ASSETS
+
+MAX_ERROR_MM = 4.0
+BRAIN_CENTRE_LPS = np.array([0.0, 18.0, 18.0])
+
+
+def _write(image: sitk.Image, path: Path) -> Path:
+    sitk.WriteImage(image, str(path), True)
+    return path
+
+
+@pytest.fixture(scope="module", params=[("sagittal", 11), ("LPS", 12)], ids=["sagittal", "LPS"])
+def head(request, tmp_path_factory):
+    """A synthetic whole head (int16 .nii.gz, 1.1-1.3 mm), its truth, and its localisation from the file."""
+    orientation, seed = request.param
+    case = make_case(load_template().image, np.random.default_rng(seed), centre=BRAIN_CENTRE_LPS,
+                     orientation=orientation, spacing_range=(1.1, 1.3), max_rotation_deg=15)  # fmt: skip
+    path = tmp_path_factory.mktemp("head") / f"head_{orientation}.nii.gz"
+    _write(sitk.Cast(sitk.RescaleIntensity(case.image, 0, 2000), sitk.sitkInt16), path)
+    truth = {s: true_centroid(case, atlas_label(s)) for s in SIDES}
+    return case, path, truth, localize(path)
+
+
+def test_assets_are_small_and_credited():
+    files = {p.name: p.stat().st_size for p in ASSETS.iterdir()}
+    assert {"COPYING", "README.md", "hippocampus_regions.json", "mni_icbm152_t1_2mm.nii.gz"} <= set(files)
+    assert sum(files.values()) < 3 * 2**20
+    assert "McGill University" in (ASSETS / "COPYING").read_text()
+    regions = json.loads((ASSETS / "hippocampus_regions.json").read_text())["regions"]
+    # CerebrA 48 = right hippocampus at x = +26 mm (RAS), 99 = left at x = -26 mm
+    assert regions["right"]["cerebra_label"] == 48 and regions["right"]["centroid_ras_mm"][0] == pytest.approx(25.9, abs=0.5)
+    assert regions["left"]["cerebra_label"] == 99 and regions["left"]["centroid_ras_mm"][0] == pytest.approx(-25.9, abs=0.5)
+    for side in SIDES:  # the evaluation labels agree with the JSON
+        label = atlas_label(side)
+        stats = sitk.LabelShapeStatisticsImageFilter()
+        stats.Execute(label)
+        assert stats.GetPhysicalSize(1) == regions[side]["volume_mm3"]
+        assert np.allclose(stats.GetCentroid(1), load_template().regions[side].centroid, atol=0.01)
+
+
+def test_finds_both_hippocampi(head):
+    case, path, truth, loc = head
+    assert loc.registration.ok, loc.registration
+    assert loc.registration.similarity > 0.8
+    for side in SIDES:
+        error = np.linalg.norm(loc.boxes[side].centre - truth[side])
+        assert error < MAX_ERROR_MM, f"{side}: {error:.2f} mm ({case.params})"
+        assert loc.boxes[side].coverage == 1.0
+    assert sum(loc.seconds.values()) < 30
+
+
+def test_crops_are_in_the_network_frame(head):
+    case, path, truth, loc = head
+    for side in SIDES:
+        crop = to_nifti(loc.crop(side))
+        assert crop.shape == CROP_SIZE
+        assert nib.aff2axcodes(crop.affine) == ("R", "A", "S")
+        assert np.allclose(np.abs(crop.affine[:3, :3]).sum(0), 1.0)  # 1 mm
+        # the true centroid lies near the crop's centre, in the crop's own voxel coordinates
+        ijk = np.linalg.solve(crop.affine[:3, :3], np.diag([-1, -1, 1]) @ truth[side] - crop.affine[:3, 3])
+        assert np.all(np.abs(ijk - (np.array(CROP_SIZE) - 1) / 2) < MAX_ERROR_MM + 1)
+        assert float(np.asarray(crop.dataobj).std()) > 0
+
+
+def test_crop_passes_the_network_preprocessing_unchanged(head, tmp_path):
+    from bundle.data.transforms import preprocessing
+    from monai import transforms as mt
+
+    crop_file = tmp_path / "crop.nii.gz"
+    nib.save(to_nifti(head[3].crop("left")), crop_file)
+    image = mt.Compose(preprocessing(["image"]))({"image": str(crop_file)})["image"]
+    assert tuple(image.shape) == (1, *CROP_SIZE)  # already RAS and 1 mm: no reorientation, no resampling
+
+
+def test_labels_paste_back_into_the_image_grid(head):
+    case, path, truth, loc = head
+    labels = {}
+    for value, side in enumerate(SIDES, start=1):
+        arr = np.zeros(CROP_SIZE, np.uint8)
+        arr[15:25, 20:36, 15:25] = value  # a block at the crop's centre, as (array [x, y, z], RAS affine)
+        labels[side] = (arr, to_nifti(loc.crop(side)).affine)
+    pasted = loc.paste(labels)
+    assert pasted.GetSize() == loc.image.GetSize() and pasted.GetDirection() == loc.image.GetDirection()
+    arr = sitk.GetArrayViewFromImage(pasted)
+    voxel_mm3 = float(np.prod(loc.image.GetSpacing()))
+    for value, side in enumerate(SIDES, start=1):
+        assert (arr == value).sum() * voxel_mm3 == pytest.approx(10 * 16 * 10, rel=0.25)
+        stats = sitk.LabelShapeStatisticsImageFilter()
+        stats.Execute(sitk.Cast(pasted == value, sitk.sitkUInt8))
+        assert np.linalg.norm(np.array(stats.GetCentroid(1)) - loc.boxes[side].centre) < 1.5
+
+
+def test_one_mm_crop_copies_voxels_and_nifti_round_trips():
+    tpl = load_template().image
+    image = sitk.Resample(tpl, [80, 90, 70], sitk.Transform(), sitk.sitkLinear, tpl.GetOrigin(), (1.0, 1.0, 1.0),
+                          tpl.GetDirection())  # fmt: skip
+    box = crop_box(image, np.array(image.TransformIndexToPhysicalPoint((40, 45, 35))) + 0.3, "left", (8, 10, 6))
+    crop = resample_crop(image, box)
+    start = image.TransformPhysicalPointToIndex(box.origin.tolist())
+    # image is LPS (x, y flipped w.r.t. RAS): the RAS crop reads the image's x and y backwards
+    want = sitk.GetArrayViewFromImage(image)[start[2] : start[2] + 6, start[1] - 9 : start[1] + 1, start[0] - 7 : start[0] + 1]
+    assert np.array_equal(sitk.GetArrayViewFromImage(crop), want[:, ::-1, ::-1])
+    back = from_nifti(to_nifti(crop))
+    assert np.allclose(back.GetOrigin(), crop.GetOrigin()) and np.allclose(back.GetDirection(), crop.GetDirection())
+    assert np.array_equal(sitk.GetArrayViewFromImage(back), sitk.GetArrayViewFromImage(crop))
+
+
+@pytest.mark.parametrize("codes", ["RAS", "LPS", "PIL", "LIP", "SAR"])
+def test_crop_axes_point_ras_whatever_the_image_orientation(codes):
+    from bundle.localization.synthetic import direction_of
+
+    image = sitk.Image([4, 4, 4], sitk.sitkUInt8)
+    image.SetDirection(direction_of(codes).ravel().tolist())
+    assert np.allclose(ras_direction(image), np.diag([-1.0, -1.0, 1.0]))
+    tilted = sitk.Euler3DTransform((0, 0, 0), 0.2, -0.1, 0.15).GetMatrix()
+    image.SetDirection((np.array(tilted).reshape(3, 3) @ direction_of(codes)).ravel().tolist())
+    d = ras_direction(image)  # an oblique image keeps its own (tilted) axes, in RAS order
+    assert np.allclose(np.sign(np.diag(d)), [-1, -1, 1]) and np.all(np.abs(np.diag(d)) > 0.9)
+
+
+@pytest.mark.parametrize(
+    ("size", "spacing", "kind"),
+    [
+        ((35, 50, 35), (1.0, 1.0, 1.0), "crop"),  # Task04
+        ((43, 59, 47), (1.0, 1.0, 1.0), "crop"),  # Task04's largest
+        ((176, 256, 256), (1.0, 1.0, 1.0), "whole_head"),  # sagittal MPRAGE
+        ((256, 256, 130), (0.9, 0.9, 1.2), "whole_head"),
+        ((512, 512, 30), (0.35, 0.35, 2.0), "whole_head"),  # a coronal T2 slab: two sides > 120 mm
+        ((100, 100, 100), (1.0, 1.0, 1.0), "ambiguous"),
+        ((200, 60, 60), (1.0, 1.0, 1.0), "ambiguous"),
+    ],
+)
+def test_auto_decides_from_the_field_of_view(tmp_path, size, spacing, kind):
+    image = sitk.Image(list(size), sitk.sitkUInt8)
+    image.SetSpacing(spacing)
+    fov = field_of_view(_write(image, tmp_path / "x.nii.gz"))  # reads the header only
+    assert fov.kind == kind and fov.localize == (kind == "whole_head")
+    assert "field of view" in fov.reason and fov.reason.split(":")[0].endswith(" mm")
+
+
+def test_auto_on_a_real_task04_crop(task04):
+    fov = field_of_view(next((task04 / "imagesTr").glob("*.nii.gz")))
+    assert fov.kind == "crop" and not fov.localize
+
+
+def test_noise_is_not_a_head(tmp_path):
+    noise = sitk.GetImageFromArray(np.random.default_rng(0).random((120, 150, 130)).astype(np.float32))
+    noise.SetSpacing((1.4, 1.4, 1.4))
+    path = _write(noise, tmp_path / "noise.nii.gz")
+    with pytest.raises(InputError, match="similarity") as e:
+        localize(path)
+    assert str(e.value).startswith(str(path)) and "\n" not in str(e.value)
+
+
+def test_bad_files_name_themselves(tmp_path):
+    empty = tmp_path / "empty.nii.gz"
+    empty.write_bytes(b"")
+    text = tmp_path / "notes.nii"
+    text.write_text("not an image")
+    flat = _write(sitk.Image([20, 20, 20], sitk.sitkInt16), tmp_path / "flat.nii.gz")
+    slice_ = _write(sitk.Image([20, 20], sitk.sitkInt16), tmp_path / "slice.nii.gz")
+    for path in (empty, text, flat, slice_, tmp_path / "missing.nii.gz"):
+        with pytest.raises(InputError) as e:
+            read_image(path)
+        assert str(e.value).startswith(str(path)) and "\n" not in str(e.value)
+    with pytest.raises(InputError, match="notes.nii"):
+        field_of_view(text)
