@@ -35,6 +35,8 @@ from bundle.runtime import tune_allocator
 
 logger = logging.getLogger(__name__)
 
+STUDY_EXTENSIONS = ("*.nii.gz", "*.nii", "*.nrrd", "*.mha")
+
 
 class HippocampusApp(MONAILabelApp):
     """Serves the models named by ``--conf models`` (default ``snn,ann``); the first is the default model."""
@@ -69,7 +71,8 @@ class HippocampusApp(MONAILabelApp):
             return super().init_datastore()  # DICOMweb, XNAT, DSA: their servers decide what is reachable
         return StudiesDatastore(
             self.studies,
-            extensions=settings.MONAI_LABEL_DATASTORE_FILE_EXT,
+            # NIfTI as MONAI Label lists it, and the scanner formats the bundle reads (NRRD, MetaImage)
+            extensions=[*dict.fromkeys([*settings.MONAI_LABEL_DATASTORE_FILE_EXT, *STUDY_EXTENSIONS])],
             auto_reload=settings.MONAI_LABEL_DATASTORE_AUTO_RELOAD,
             read_only=settings.MONAI_LABEL_DATASTORE_READ_ONLY,
         )

@@ -49,10 +49,14 @@ def dicom_series(folder: Path, strict: bool = True) -> list[str]:
 
     With ``strict``, a folder holding several series raises :class:`InputError` naming them.
     """
+    shown = sitk.ProcessObject.GetGlobalWarningDisplay()
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)  # GDCM warns about every folder without a series
     try:
         ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
     except RuntimeError:
         return []
+    finally:
+        sitk.ProcessObject.SetGlobalWarningDisplay(shown)
     if not ids:
         return []
     if len(ids) > 1 and strict:

@@ -38,7 +38,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from bundle.data.datalist import is_nifti
 from bundle.data.transforms import preprocessing
 from bundle.errors import InputError
-from bundle.inference.inputs import check_image, find_images, output_name, read_sitk
+from bundle.inference.inputs import check_image, dicom_series, find_images, output_name, read_sitk
 from bundle.inference.qc import save_qc
 from bundle.localization import CROP_SIZE, SIDES, field_of_view, from_nifti, localize, to_nifti
 from bundle.options import as_bool, one_of
@@ -354,11 +354,16 @@ def _remove_partial(partial: Path) -> None:
 
 
 def file_sha256(path: str | Path) -> str:
-    """Hex SHA-256 of a file's bytes."""
+    """Hex SHA-256 of a file's bytes; of a DICOM series folder, of its files' names and bytes in order."""
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            digest.update(block)
+    path = Path(path)
+    files = [Path(f) for f in dicom_series(path)] if path.is_dir() else [path]
+    for file in files:
+        if path.is_dir():
+            digest.update(file.name.encode())
+        with open(file, "rb") as f:
+            while block := f.read(1 << 20):
+                digest.update(block)
     return digest.hexdigest()
 
 

@@ -236,7 +236,7 @@ class HttpGuard:
                 await response(scope, receive, send_tracked)
             else:
                 await self.app(scope, receive, send_tracked)
-        except Exception as e:  # noqa: BLE001 - every error becomes one line for the client
+        except Exception as e:
             if started:
                 raise
             await self._error_response(scope, e)(scope, receive, send_tracked)

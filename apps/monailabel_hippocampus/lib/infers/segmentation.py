@@ -26,7 +26,7 @@ from bundle.errors import InputError
 from bundle.inference.inferers import make_inferer
 from bundle.inference.inputs import check_image
 from bundle.inference.models import load_model
-from bundle.inference.segment import LABELS, VolumeSegmenter, voxel_volume, write_mask
+from bundle.inference.segment import LABELS, VolumeSegmenter, describe, write_mask
 from lib.configs.segmentation import ModelChoice
 
 __all__ = ["LABEL_IDS", "BundleSegmentation"]
@@ -103,15 +103,18 @@ class BundleSegmentation(BasicInferTask):
             raise HTTPException(status_code=422, detail=str(e)) from None
         with self._lock:
             segmenter, info = self._segmenter(device)
-            mask, activity = _mask_and_activity(segmenter(path))
-        voxel = voxel_volume(mask.affine)
-        data["pred"] = mask
+            try:
+                seg = segmenter(path)
+            except InputError as e:  # e.g. the template does not fit: not a whole-head T1
+                raise HTTPException(status_code=422, detail=str(e)) from None
+        data["pred"] = seg.mask
+        # the batch inference's volumes.csv fields: volumes (each side for whole heads), flag, timings
+        described = {k: v for k, v in describe(seg).items() if v != ""}
         data["result"] = {
             "model": info["model"],
             "timesteps": info["timesteps"],
             "checkpoint": os.path.basename(info["checkpoint"]),
-            **{f"{name}_mm3": round(float((mask == k).sum()) * voxel, 1) for k, name in LABELS.items()},
-            **{k: float(v) for k, v in activity.items()},
+            **{k: _number(v) for k, v in described.items()},
         }
         return data
 
@@ -124,10 +127,9 @@ class BundleSegmentation(BasicInferTask):
         return out, dict(data.get("result", {}))
 
 
-def _mask_and_activity(result: Any) -> tuple[MetaTensor, dict]:
-    """The mask and activity of what ``VolumeSegmenter`` returns: a ``Segmentation`` (``.mask``, ``.activity``),
-    or the ``(mask, activity)`` pair of earlier versions of the bundle."""
-    if hasattr(result, "mask"):
-        return result.mask, result.activity
-    mask, activity = result
-    return mask, activity
+def _number(value: Any) -> Any:
+    """Numbers as numbers in the JSON answer (``describe`` formats some as text for the CSV)."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return value
