@@ -160,6 +160,21 @@ class Server:
         return nib.load(target)
 
 
+HEAD = "whole_head"  # a whole-head NRRD in the studies folder beside the Task04 crops
+
+
+def _whole_head_nrrd(path: Path) -> None:
+    """A whole head made from the shipped template (moved, resampled to 1.5 mm, LPS order), as NRRD."""
+    import SimpleITK as sitk
+
+    from bundle.localization import load_template
+    from bundle.localization.synthetic import make_case
+
+    case = make_case(load_template().image, np.random.default_rng(5), orientation="LPS", spacing_range=(1.5, 1.5),
+                     max_rotation_deg=10, max_translation_mm=15)  # fmt: skip
+    sitk.WriteImage(sitk.Cast(sitk.RescaleIntensity(case.image, 0, 1000), sitk.sitkInt16), str(path))
+
+
 @pytest.fixture(scope="module")
 def server(task04, tmp_path_factory) -> Server:
     root = tmp_path_factory.mktemp("monailabel")
@@ -167,6 +182,7 @@ def server(task04, tmp_path_factory) -> Server:
     studies.mkdir()
     for case in CASES:
         (studies / f"{case}.nii.gz").write_bytes((task04 / "imagesTr" / f"{case}.nii.gz").read_bytes())
+    _whole_head_nrrd(studies / f"{HEAD}.nrrd")
     port, log = free_port(), root / "server.log"
     proc = start_server(
         studies,
@@ -201,7 +217,7 @@ def test_info_lists_the_models_and_labels(server):
     for model in info["models"].values():
         assert model["type"] == "segmentation" and model["dimension"] == 3
         assert model["labels"] == {"anterior": 1, "posterior": 2}
-    assert info["datastore"]["total"] == len(CASES)
+    assert info["datastore"]["total"] == len(CASES) + 1  # the whole-head NRRD too
 
 
 @pytest.mark.parametrize("model", [SNN, "ann"])
@@ -223,6 +239,23 @@ def test_mask_is_the_batch_inference_mask_in_the_image_geometry(server, model, t
     same = float(np.mean(m == e))
     dice = np.mean([2 * ((m == k) & (e == k)).sum() / ((m == k).sum() + (e == k).sum()) for k in (1, 2)])
     assert same == 1.0 or dice > 0.99, f"{model}: {same:.4%} voxels agree, Dice {dice:.4f}"
+
+
+def test_a_whole_head_nrrd_is_localised_as_in_batch_inference(server, tmp_path):
+    """The app's whole-head path is the batch inference's: same mask, both sides, in the NRRD's geometry."""
+    import SimpleITK as sitk
+
+    image_file = server.studies / f"{HEAD}.nrrd"
+    mask = server.mask("ann", HEAD, tmp_path / "mask.nii.gz")
+    m = np.asanyarray(mask.dataobj)
+    image = sitk.ReadImage(str(image_file))
+    assert m.shape == image.GetSize()
+    network, _ = load_model("ann")
+    result = VolumeSegmenter(network, make_inferer(3, [48, 64, 48]))(image_file)
+    assert result.localized and set(result.sides) == {"left", "right"}
+    assert np.array_equal(m, result.mask[0].numpy())
+    xs = nib.affines.apply_affine(mask.affine, np.argwhere(m > 0))[:, 0]
+    assert xs.min() < -10 and xs.max() > 10  # a hippocampus on each side of the midline
 
 
 @pytest.mark.parametrize("image", ["nope", "../../etc/passwd", "/etc/passwd", f"{CASES[0]}.nii.gz", "..", "~"])
