@@ -160,3 +160,24 @@ def test_an_image_the_template_does_not_fit_is_one_line_and_the_batch_goes_on(wh
     assert rows["noise"]["status"] == "failed"
     assert rows["noise"]["message"].startswith(f"{root / 'in' / 'noise.nii.gz'}: the brain template does not fit")
     assert not (root / "out" / "noise.nii.gz").exists()
+
+
+def test_evaluate_reads_nrrd_mha_and_dicom_pairs(formats, task04, tmp_path):
+    """images/ + labels/ in scanner formats: each image is scored against its own label, like the NIfTI."""
+    data = tmp_path / "data"
+    (data / "images").mkdir(parents=True)
+    (data / "labels").mkdir()
+    img = nib.load(task04 / "labelsTr" / f"{CASE}.nii.gz")
+    label = from_nifti((np.asanyarray(img.dataobj).round().astype(np.uint8), img.affine))
+    for name in ("case_nrrd.nrrd", "case_mha.mha"):
+        (data / "images" / name).write_bytes((formats / "in" / name).read_bytes())
+        sitk.WriteImage(label, str(data / "labels" / name))
+    import shutil
+
+    shutil.copytree(formats / "in" / "case_dicom", data / "images" / "case_dicom")
+    sitk.WriteImage(label, str(data / "labels" / "case_dicom.nii.gz"))
+    assert main(["evaluate", str(data), str(tmp_path / "eval"), "--model", "ann", "--quiet", "--overlays", "1"]) == 0
+    rows = {r["case"]: r for r in csv.DictReader((tmp_path / "eval" / "metrics.csv").open())}
+    assert set(rows) == {"case_nrrd", "case_mha", "case_dicom"}
+    for row in rows.values():
+        assert row["status"] == "ok" and float(row["dice_anterior"]) > 0.75 and float(row["dice_posterior"]) > 0.75

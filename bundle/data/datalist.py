@@ -38,6 +38,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
+# what evaluation also reads (SimpleITK); training stays on NIfTI, which its checks read with nibabel
+SCANNER_SUFFIXES = (*NIFTI_SUFFIXES, ".nrrd", ".nhdr", ".mha", ".mhd")
 _LABEL_SUFFIXES = ("_label", "_seg", "_mask")
 _PAIRED_FOLDERS = (("imagesTr", "labelsTr"), ("images", "labels"))
 
@@ -50,11 +52,18 @@ def is_nifti(path: Path) -> bool:
     return path.is_file() and path.name.endswith(NIFTI_SUFFIXES) and not path.name.startswith(".")
 
 
+def _is_scanner_image(path: Path) -> bool:
+    """Any image file evaluation reads, or a folder (a DICOM series: checked when it is read)."""
+    if path.name.startswith("."):
+        return False
+    return path.is_dir() or (path.is_file() and path.name.lower().endswith(SCANNER_SUFFIXES))
+
+
 def _stem(path: Path) -> str:
-    for suffix in NIFTI_SUFFIXES:
-        if path.name.endswith(suffix):
+    for suffix in SCANNER_SUFFIXES:
+        if path.name.lower().endswith(suffix):
             return path.name[: -len(suffix)]
-    return path.stem
+    return path.name if path.is_dir() else path.stem
 
 
 def _from_decathlon(root: Path) -> list[dict]:
@@ -74,10 +83,10 @@ def _from_decathlon(root: Path) -> list[dict]:
     return pairs
 
 
-def _from_folders(images_dir: Path, labels_dir: Path) -> list[dict]:
-    labels = {_stem(p): p for p in labels_dir.iterdir() if is_nifti(p)}
+def _from_folders(images_dir: Path, labels_dir: Path, accept=is_nifti) -> list[dict]:
+    labels = {_stem(p): p for p in labels_dir.iterdir() if accept(p) and p.is_file()}
     pairs = []
-    for image in sorted(p for p in images_dir.iterdir() if is_nifti(p)):
+    for image in sorted(p for p in images_dir.iterdir() if accept(p)):
         label = labels.get(_stem(image))
         if label is None:
             raise DatasetError(f"{image}: has no label (expected {labels_dir / image.name}).")
@@ -85,8 +94,8 @@ def _from_folders(images_dir: Path, labels_dir: Path) -> list[dict]:
     return pairs
 
 
-def _from_flat(root: Path) -> list[dict]:
-    files = {_stem(p): p for p in root.iterdir() if is_nifti(p)}
+def _from_flat(root: Path, accept=is_nifti) -> list[dict]:
+    files = {_stem(p): p for p in root.iterdir() if accept(p) and p.is_file()}
     label_stems = {s for s in files if s.endswith(_LABEL_SUFFIXES)}
     pairs = []
     for stem in sorted(set(files) - label_stems):
@@ -97,8 +106,12 @@ def _from_flat(root: Path) -> list[dict]:
     return pairs
 
 
-def find_pairs(dataset_dir: str | Path) -> list[dict]:
-    """List the image/label pairs of a Decathlon or plain folder (see module docstring)."""
+def find_pairs(dataset_dir: str | Path, scanner_formats: bool = False) -> list[dict]:
+    """List the image/label pairs of a Decathlon or plain folder (see module docstring).
+
+    ``scanner_formats``: also NRRD, MHA/MHD files and DICOM series folders (evaluation; training reads NIfTI).
+    """
+    accept = _is_scanner_image if scanner_formats else is_nifti
     root = Path(dataset_dir).expanduser()
     if not root.exists():
         raise DatasetError(f"dataset_dir {root}: does not exist.")
@@ -110,7 +123,7 @@ def find_pairs(dataset_dir: str | Path) -> list[dict]:
         folders = next(((root / i, root / l) for i, l in _PAIRED_FOLDERS if (root / i).is_dir()), None)
         if folders is not None and not folders[1].is_dir():
             raise DatasetError(f"dataset_dir {root}: has {folders[0].name}/ but no {folders[1]}/ beside it.")
-        pairs = _from_folders(*folders) if folders else _from_flat(root)
+        pairs = _from_folders(*folders, accept=accept) if folders else _from_flat(root, accept=accept)
     if not pairs:
         raise DatasetError(f"dataset_dir {root}: holds no NIfTI image/label pairs (.nii or .nii.gz).")
     return pairs

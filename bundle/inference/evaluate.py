@@ -21,11 +21,12 @@ from torch import nn
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from bundle.data.datalist import find_pairs, split_datalist
+from bundle.data.datalist import find_pairs, is_nifti, split_datalist
 from bundle.errors import InputError
-from bundle.inference.inputs import check_image, output_name
+from bundle.inference.inputs import check_image, output_name, read_sitk
 from bundle.inference.overlays import save_overlay
-from bundle.inference.segment import LABELS, VolumeSegmenter, record_failure, voxel_volume, write_mask
+from bundle.inference.segment import LABELS, VolumeSegmenter, metatensor, record_failure, voxel_volume, write_mask
+from bundle.localization import to_nifti
 from bundle.options import as_bool
 
 __all__ = ["METRIC_FIELDS", "check_failures", "evaluate_folder"]
@@ -94,7 +95,7 @@ def evaluate_folder(
         raise InputError(f"split {split!r}: choose 'all', 'val' or 'train'.")
     if dataset_dir is None:
         raise InputError("no dataset: pass --dataset_dir (labelled images to evaluate on).")
-    pairs = find_pairs(dataset_dir)
+    pairs = find_pairs(dataset_dir, scanner_formats=True)
     if split != "all":
         train, val = split_datalist(pairs, val_fraction, seed)
         pairs = val if split == "val" else train
@@ -109,7 +110,11 @@ def evaluate_folder(
     except OSError as e:
         raise InputError(f"{out}: cannot create the output folder ({e.strerror}).") from None
     segmenter = VolumeSegmenter(network, inferer, device, amp, localize)
-    loader = LoadImage(image_only=True, ensure_channel_first=True)
+    nifti_loader = LoadImage(image_only=True, ensure_channel_first=True)
+
+    def loader(path: str):  # NIfTI as MONAI reads it; NRRD, MHA, DICOM series by SimpleITK, same frame
+        return nifti_loader(path) if is_nifti(Path(path)) else metatensor(to_nifti(read_sitk(path)), str(path))
+
     rows = []
     logger.info(f"evaluating {info.get('model', 'the network')} on {len(pairs)} labelled case(s) ({split})")
     with logging_redirect_tqdm():

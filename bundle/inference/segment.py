@@ -40,7 +40,7 @@ from bundle.data.transforms import preprocessing
 from bundle.errors import InputError
 from bundle.inference.inputs import check_image, dicom_series, find_images, output_name, read_sitk
 from bundle.inference.qc import save_qc
-from bundle.localization import CROP_SIZE, SIDES, field_of_view, from_nifti, localize, to_nifti
+from bundle.localization import CROP_SIZE, GOOD_SIMILARITY, SIDES, field_of_view, from_nifti, localize, to_nifti
 from bundle.options import as_bool, one_of
 from bundle.spiking.activity import ActivityMonitor
 from bundle.spiking.segmenter import SpikingSegmenter
@@ -48,9 +48,16 @@ from bundle.spiking.segmenter import SpikingSegmenter
 __all__ = [
     "CSV_FIELDS",
     "LABELS",
+    "LOCALIZE_MODES",
     "Report",
+    "Segmentation",
     "VolumeSegmenter",
+    "describe",
+    "file_sha256",
     "finish",
+    "metatensor",
+    "model_fingerprint",
+    "write_qc",
     "segment_folder",
     "voxel_volume",
     "write_mask",
@@ -90,7 +97,6 @@ LOCALIZE_MODES = ("auto", "on", "off")
 PLAUSIBLE_ML = (1.5, 6.0)
 # |left - right| / mean: right is usually 2-5 % larger (SD ~5-10 %); beyond 25 % is rare in adults.
 MAX_ASYMMETRY = 0.25
-POOR_SIMILARITY = 0.65  # registration scores below this (but above the failure threshold) are flagged
 
 
 @dataclass
@@ -110,8 +116,8 @@ class Segmentation:
     def flags(self) -> list[str]:
         """Reasons to look at this mask before trusting its volumes (empty: nothing looks wrong)."""
         flags = []
-        if self.similarity is not None and self.similarity < POOR_SIMILARITY:
-            flags.append(f"registration poor (similarity {self.similarity:.2f} < {POOR_SIMILARITY:.2f})")
+        if self.similarity is not None and self.similarity < GOOD_SIMILARITY:
+            flags.append(f"registration poor (similarity {self.similarity:.2f} < {GOOD_SIMILARITY:.2f})")
         volumes = {s: (v["anterior_mm3"] + v["posterior_mm3"]) / 1000 for s, v in self.sides.items()}
         if not volumes:
             voxel = voxel_volume(self.mask.affine)
@@ -128,7 +134,7 @@ class Segmentation:
         return flags
 
 
-def _metatensor(image: nib.Nifti1Image, name: str) -> MetaTensor:
+def metatensor(image: nib.Nifti1Image, name: str) -> MetaTensor:
     """A NIfTI image in memory as MONAI's reader would have loaded it (channel first, float32)."""
     arr = np.asanyarray(image.dataobj).astype(np.float32)
     affine = torch.as_tensor(np.asarray(image.affine, dtype=np.float64))
@@ -200,7 +206,7 @@ class VolumeSegmenter:
                     data = (
                         self.pre({"image": str(path)})
                         if nifti
-                        else self.pre_loaded({"image": _metatensor(to_nifti(image), str(path))})
+                        else self.pre_loaded({"image": metatensor(to_nifti(image), str(path))})
                     )
                     seconds = {"read": time.perf_counter() - t}
                     t = time.perf_counter()
@@ -242,7 +248,7 @@ class VolumeSegmenter:
         labels, sides, views = {}, {}, {}
         for side in SIDES:
             crop = to_nifti(loc.crop(side))
-            data = self.pre_loaded({"image": _metatensor(crop, f"{path}:{side}")})
+            data = self.pre_loaded({"image": metatensor(crop, f"{path}:{side}")})
             label, _ = self._infer(data, self.post_loaded)
             arr = np.asarray(label[0]).astype(np.uint8)
             labels[side] = (arr, crop.affine)
@@ -253,7 +259,7 @@ class VolumeSegmenter:
         seconds["network"] = time.perf_counter() - t
         t = time.perf_counter()
         pasted = to_nifti(loc.paste(labels))
-        mask = _metatensor(pasted, str(path)).to(torch.uint8)
+        mask = metatensor(pasted, str(path)).to(torch.uint8)
         seconds["paste"] = time.perf_counter() - t
         head = None
         if self.qc:
