@@ -193,6 +193,13 @@ def command_line_keys(argv: Iterable[str]) -> tuple[list[str], list[str]]:
     return keys, files
 
 
+def _bundle_argv() -> list[str]:
+    """This process's arguments if it is ``python -m monai.bundle`` (or torchrun of it); else none: a
+    program that runs a workflow in-process has its own arguments, which are not config keys."""
+    program = Path(sys.argv[0]) if sys.argv else Path()
+    return sys.argv[1:] if program.parts[-3:] == ("monai", "bundle", "__main__.py") else []
+
+
 def _file_list(value: str) -> list[str]:
     value = value.strip()
     if value.startswith("["):
@@ -264,7 +271,7 @@ def check_config(bundle_root: str, values: Mapping[str, Any], argv: list[str] | 
         if not configs_dir.is_dir():
             configs_dir = Path(__file__).resolve().parents[1] / "configs"
         known = _known_ids(configs_dir)
-        argv = list(sys.argv[1:] if argv is None else argv)
+        argv = list(_bundle_argv() if argv is None else argv)
         keys, files = command_line_keys(argv)
         check_keys(keys, known, "--")
         for f in files:

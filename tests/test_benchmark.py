@@ -5,9 +5,11 @@ import os
 import subprocess
 import sys
 
+import pytest
 from conftest import REPO
 
 
+@pytest.mark.slow  # ~45 s: a benchmark, not a behaviour; `pytest -m slow` runs it
 def test_benchmark_prints_ratios_per_timestep(tmp_path):
     out = tmp_path / "cpu.json"
     cmd = [sys.executable, "scripts/benchmark.py", "--cases", "1", "--timesteps", "2", "--repeats", "1"]

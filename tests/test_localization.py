@@ -227,3 +227,15 @@ def test_bad_files_name_themselves(tmp_path):
         assert str(e.value).startswith(str(path)) and "\n" not in str(e.value)
     with pytest.raises(InputError, match="notes.nii"):
         field_of_view(text)
+
+
+def test_suspect_registration_warns_in_one_line(head):
+    from dataclasses import replace
+
+    from bundle.localization import GOOD_SIMILARITY, MIN_SIMILARITY
+
+    loc = head[3]
+    assert loc.warning is None and loc.registration.quality == "good"
+    suspect = replace(loc, registration=replace(loc.registration, similarity=(MIN_SIMILARITY + GOOD_SIMILARITY) / 2))
+    assert suspect.registration.quality == "suspect" and suspect.registration.ok
+    assert suspect.warning.startswith(loc.name) and "\n" not in suspect.warning
