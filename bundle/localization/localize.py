@@ -51,7 +51,10 @@ class Localization:
         s = self.registration.similarity
         if s >= GOOD_SIMILARITY:
             return None
-        return f"{self.name}: the brain template fits this image poorly (similarity {s:.2f} < {GOOD_SIMILARITY:.2f}); check the crops."
+        return (
+            f"{self.name}: the brain template fits this image poorly (similarity {s:.2f} < {GOOD_SIMILARITY:.2f}); "
+            "check the crops."
+        )
 
     def crop(self, side: str) -> sitk.Image:
         """The image inside ``side``'s box: float32, axes close to R, A, S, 1 mm, :data:`CROP_SIZE` voxels."""
