@@ -79,20 +79,49 @@ def test_validate_config_reloads_the_checkpoint(trained):
         ("finetune_snn", ("configs/train.json",), "model_snn_converted.pt", "convert"),
     ],
 )
+def bundle_run_here(run_id: str, *args: str, configs=("configs/train.json",)) -> str:
+    """``monai.bundle run`` in this process (the same workflow, without a new interpreter's start-up); the
+    one-line error it exits with. For runs that must stop before doing anything."""
+    from monai.bundle.scripts import run
+
+    overrides = dict(zip(args[::2], args[1::2]))
+    overrides = {k.lstrip("-"): v for k, v in overrides.items()}
+    for key in ("channels",):
+        if key in overrides:
+            overrides[key] = [int(c) for c in overrides[key].strip("[]").split(",")]
+    for key in ("num_workers", "synthetic_cases"):
+        if key in overrides:
+            overrides[key] = int(overrides[key])
+    if "val_fraction" in overrides:
+        overrides["val_fraction"] = float(overrides["val_fraction"])
+    cwd = os.getcwd()
+    os.chdir(REPO)
+    try:
+        with pytest.raises(SystemExit) as e:
+            run(run_id, config_file=[str(REPO / c) for c in configs], bundle_root=str(REPO), **overrides)
+    finally:
+        os.chdir(cwd)
+    return str(e.value)
+
+
+@pytest.mark.parametrize(
+    "run_id, configs, missing, made_by",
+    [
+        ("validate_ann", ("configs/train.json", "configs/validate.json"), "model_ann.pt", "train_ann"),
+        ("convert", ("configs/train.json",), "model_ann.pt", "train_ann"),
+        ("finetune_snn", ("configs/train.json",), "model_snn_converted.pt", "convert"),
+    ],
+)
 def test_stage_without_its_predecessor_names_file_and_run_id(tmp_path, run_id, configs, missing, made_by):
-    proc = bundle_run(run_id, "--output_dir", str(tmp_path), *SMALL, configs=configs)
-    assert proc.returncode == 1
-    assert f"error: {tmp_path}/models/{missing}: not found; run the '{made_by}' stage first" in proc.stderr
+    error = bundle_run_here(run_id, "--output_dir", str(tmp_path), *SMALL, configs=configs)
+    assert error.startswith(f"error: {tmp_path}/models/{missing}: not found; run the '{made_by}' stage first"), error
 
 
 @pytest.mark.parametrize("case", ["missing", "empty"])
 def test_bad_dataset_dir_is_one_clear_line(tmp_path, case):
     target = tmp_path / "nope" if case == "missing" else tmp_path
-    proc = bundle_run("training", "--dataset_dir", str(target), "--output_dir", str(tmp_path / "o"), *SMALL)
-    assert proc.returncode == 1
-    last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith(f"error: dataset_dir {target}:"), proc.stderr[-2000:]
-    assert "Traceback" not in proc.stderr
+    error = bundle_run_here("training", "--dataset_dir", str(target), "--output_dir", str(tmp_path / "o"), *SMALL)
+    assert error.startswith(f"error: dataset_dir {target}:") and "\n" not in error, error
 
 
 def test_convert_stage_saves_an_snn_and_evaluates_it(trained):
