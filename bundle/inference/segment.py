@@ -143,6 +143,16 @@ def metatensor(image: nib.Nifti1Image, name: str) -> MetaTensor:
     return MetaTensor(torch.from_numpy(arr[None]), affine=affine, meta=meta)
 
 
+def _nifti_field_of_view(path: Path):
+    """The ``auto`` decision for a NIfTI file from nibabel's header (as MONAI reads it; ITK refuses some
+    headers nibabel accepts, e.g. slightly non-orthonormal direction cosines)."""
+    header = nib.load(path).header
+    extent = np.asarray(header.get_data_shape()[:3], dtype=np.float64) * np.asarray(header.get_zooms()[:3])
+    probe = sitk.Image([2, 2, 2], sitk.sitkUInt8)  # only its size x spacing matters to field_of_view
+    probe.SetSpacing((extent / 2).tolist())
+    return field_of_view(probe)
+
+
 class VolumeSegmenter:
     """One image (a file or a DICOM series folder) -> :class:`Segmentation`, mask in the file's geometry.
 
@@ -188,7 +198,7 @@ class VolumeSegmenter:
         t = time.perf_counter()
         nifti = is_nifti(path)
         image = None if nifti else read_sitk(path)
-        fov = field_of_view(image if image is not None else path)
+        fov = field_of_view(image) if image is not None else _nifti_field_of_view(path)
         whole = fov.localize if self.localize == "auto" else self.localize == "on"
         reason = fov.reason if self.localize == "auto" else f"localize {self.localize} ({fov.reason.split(':')[0]})"
         logger.info(f"{path.name}: {reason}")
