@@ -50,48 +50,49 @@ class Stages:
     def record_file(self, stage: str) -> Path:
         return self.root / stage / "done.json"
 
-    def finished(self, stage: str, settings: dict | None = None) -> dict | None:
-        """The stage's record if every file it names still has the recorded content and it ran with
-        ``settings`` (e.g. more epochs asked for now: not finished), else None."""
+    def finished(self, stage: str, spec: dict | None = None) -> dict | None:
+        """The stage's record if it still holds: every file it names has the recorded content and, given
+        ``spec`` (``inputs``, ``outputs``, ``settings``), the stage read and wrote the same files with the
+        same settings (e.g. more epochs asked for now: not finished). Else None."""
         path = self.record_file(stage)
         try:
             record = json.loads(path.read_text())
             files = {**record["inputs"], **record["outputs"]}
         except (OSError, ValueError, KeyError, TypeError):
             return None
-        if settings is not None and record.get("settings") != _jsonable(settings):
-            logger.info(f"[{stage}] its settings changed since it finished: it runs again")
-            return None
+        if spec is not None:
+            wanted = {str(Path(p).resolve()) for p in [*spec.get("inputs", []), *spec.get("outputs", [])]}
+            if wanted != set(files):
+                logger.info(f"[{stage}] its checkpoint paths changed since it finished: it runs again")
+                return None
+            if record.get("settings") != _jsonable(spec.get("settings") or {}):
+                logger.info(f"[{stage}] its settings changed since it finished: it runs again")
+                return None
         for name, digest in files.items():
             if not Path(name).is_file() or file_sha256(name) != digest:
                 logger.info(f"[{stage}] {name} changed since the stage finished: it runs again")
                 return None
         return record
 
-    def skips(self, stage: str, settings: dict | None = None) -> bool:
+    def skips(self, stage: str, spec: dict) -> bool:
         """Whether ``stage`` is skipped in this run (decided on the first call, then kept)."""
         if stage not in self._skip:
-            self._skip[stage] = self.resume and self.finished(stage, settings) is not None
+            self._skip[stage] = self.resume and self.finished(stage, spec) is not None
         return self._skip[stage]
 
-    def reuse(self, stage: str, compute: Callable[[], T], reload: Callable[[], T]) -> T:
+    def reuse(self, stage: str, spec: dict, compute: Callable[[], T], reload: Callable[[], T]) -> T:
         """``reload()`` (read what the finished stage saved) if ``stage`` is skipped, else ``compute()``."""
-        return reload() if self.skips(stage) else compute()
+        return reload() if self.skips(stage, spec) else compute()
 
-    def run(
-        self,
-        stage: str,
-        step: Callable[[], Any],
-        inputs: Sequence[str] = (),
-        outputs: Sequence[str] = (),
-        settings: dict | None = None,
-    ) -> Any:
-        """Run ``step`` unless ``stage`` is skipped; when it returns, record ``inputs``, ``outputs`` and
-        ``settings`` (what must be equal for the stage to count as finished on a later resume).
+    def run(self, stage: str, step: Callable[[], Any], spec: dict) -> Any:
+        """Run ``step`` unless ``stage`` is skipped; when it returns, record ``spec``: the ``inputs`` and
+        ``outputs`` checkpoints (with their SHA-256) and the ``settings`` that must be equal for the stage
+        to count as finished on a later resume.
 
         The record is removed before the step starts: a stage killed half-way is never taken as finished.
         """
-        if self.skips(stage, settings):
+        inputs, outputs = list(spec.get("inputs", [])), list(spec.get("outputs", []))
+        if self.skips(stage, spec):
             record = self.finished(stage) or {}
             logger.info(
                 f"[{stage}] finished earlier ({record.get('finished', '?')}): skipped, its checkpoints "
@@ -101,7 +102,7 @@ class Stages:
         distributed.main_only(self._forget, stage)
         result = step()
         distributed.barrier()
-        distributed.main_only(self._record, stage, inputs, outputs, settings)
+        distributed.main_only(self._record, stage, inputs, outputs, spec.get("settings"))
         return result
 
     def _forget(self, stage: str) -> None:

@@ -1,0 +1,45 @@
+"""Finished-stage records: what makes a stage count as finished on --resume, and what does not."""
+
+import json
+
+from bundle.training.stages import Stages
+
+
+def _spec(tmp_path, epochs=2, out="model.pt"):
+    return {"inputs": [str(tmp_path / "in.pt")], "outputs": [str(tmp_path / out)], "settings": {"epochs": epochs}}
+
+
+def test_a_stage_is_skipped_only_while_its_files_paths_and_settings_are_unchanged(tmp_path):
+    (tmp_path / "in.pt").write_bytes(b"ann")
+    calls = []
+    Stages(tmp_path / "resume", resume=False).run("convert", lambda: (tmp_path / "model.pt").write_bytes(b"snn"),
+                                                  _spec(tmp_path))  # fmt: skip
+    record = json.loads((tmp_path / "resume" / "convert" / "done.json").read_text())
+    assert record["settings"] == {"epochs": 2} and len(record["inputs"]) == len(record["outputs"]) == 1
+
+    def run(spec, resume=True):
+        return Stages(tmp_path / "resume", resume=resume).run("convert", lambda: calls.append(1), spec)
+
+    run(_spec(tmp_path))
+    assert calls == []  # finished: skipped
+    run(_spec(tmp_path), resume=False)
+    assert calls == [1]  # no --resume: every stage runs
+    for changed in (_spec(tmp_path, epochs=3), _spec(tmp_path, out="elsewhere.pt")):
+        calls.clear()
+        run(changed)
+        assert calls == [1], changed  # other settings or another checkpoint path: not finished
+        Stages(tmp_path / "resume").run("convert", lambda: None, _spec(tmp_path))  # restore the record
+    (tmp_path / "in.pt").write_bytes(b"a retrained ann")
+    calls.clear()
+    run(_spec(tmp_path))
+    assert calls == [1]  # its input changed since: it runs again
+
+
+def test_the_decision_is_taken_once_per_stage(tmp_path):
+    (tmp_path / "in.pt").write_bytes(b"ann")
+    (tmp_path / "model.pt").write_bytes(b"snn")
+    Stages(tmp_path / "resume").run("convert", lambda: None, _spec(tmp_path))
+    stages = Stages(tmp_path / "resume", resume=True)
+    assert stages.reuse("convert", _spec(tmp_path), lambda: "computed", lambda: "reloaded") == "reloaded"
+    (tmp_path / "model.pt").write_bytes(b"changed after the decision")
+    assert stages.skips("convert", _spec(tmp_path))  # kept: reuse() and run() never disagree within a run
