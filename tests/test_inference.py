@@ -197,7 +197,9 @@ def test_a_mask_of_an_earlier_image_or_another_model_is_not_kept_as_valid(real_i
     # same images, another T of the SNN: another model
     assert main(["segment", str(real_images), str(out), "--model", "ann", "--quiet", "--overwrite"]) == 0
     status = main(["segment", str(real_images), str(out), "--model", "snn", "--timesteps", "1", "--quiet"])
-    assert status == 1 and "exists but it was made by another model (ann" in capsys.readouterr().err
+    assert status == 1 and "exists but it was made by another model or with other settings (ann" in capsys.readouterr().err
+    # same model, another localisation mode: not taken as done either
+    assert main(["segment", str(real_images), str(out), "--model", "ann", "--quiet", "--localize", "off"]) == 1
 
 
 def test_rerun_from_another_working_directory_keeps_every_mask(real_images, tmp_path, monkeypatch):

@@ -43,3 +43,25 @@ def test_the_decision_is_taken_once_per_stage(tmp_path):
     assert stages.reuse("convert", _spec(tmp_path), lambda: "computed", lambda: "reloaded") == "reloaded"
     (tmp_path / "model.pt").write_bytes(b"changed after the decision")
     assert stages.skips("convert", _spec(tmp_path))  # kept: reuse() and run() never disagree within a run
+
+
+def test_a_stage_whose_inputs_changed_starts_afresh_instead_of_resuming(tmp_path):
+    (tmp_path / "in.pt").write_bytes(b"ann")
+    stage_dir = tmp_path / "resume" / "finetune"
+
+    def killed_half_way():  # writes its epoch state, then dies before finishing
+        stage_dir.mkdir(parents=True, exist_ok=True)
+        (stage_dir / "last.pt").write_bytes(b"epoch 1 of the old conversion")
+        raise KeyboardInterrupt
+
+    spec = {"inputs": [str(tmp_path / "in.pt")], "outputs": [str(tmp_path / "out.pt")], "settings": {}}
+    try:
+        Stages(tmp_path / "resume", resume=True).run("finetune", killed_half_way, spec)
+    except KeyboardInterrupt:
+        pass
+    seen = []
+    Stages(tmp_path / "resume", resume=True).run("finetune", lambda: seen.append((stage_dir / "last.pt").exists()), spec)
+    assert seen == [True]  # same inputs: resumed from its epoch state
+    (tmp_path / "in.pt").write_bytes(b"a new conversion")
+    Stages(tmp_path / "resume", resume=True).run("finetune", lambda: seen.append((stage_dir / "last.pt").exists()), spec)
+    assert seen == [True, False]  # new inputs: the old epoch state is gone, training starts afresh

@@ -383,13 +383,15 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def model_fingerprint(info: dict, amp: bool = False) -> str:
-    """SHA-256 of what decides a model's masks: its checkpoint's bytes, its name, T and the precision."""
+def model_fingerprint(info: dict, amp: bool = False, **settings: object) -> str:
+    """SHA-256 of what decides a model's masks: its checkpoint's bytes, its name, T, the precision and
+    ``settings`` (localisation mode, sliding window)."""
     digest = hashlib.sha256()
     checkpoint = info.get("checkpoint")
     if checkpoint and Path(checkpoint).is_file():
         digest.update(file_sha256(checkpoint).encode())
     digest.update(f"|{info.get('model', '')}|T={info.get('timesteps', '')}|amp={bool(amp)}".encode())
+    digest.update("".join(f"|{k}={settings[k]}" for k in sorted(settings)).encode())
     return digest.hexdigest()
 
 
@@ -432,7 +434,10 @@ def _kept_mask_problem(target: Path, row: dict | None, image_sha: str, model_sha
     if row.get("image_sha256") != image_sha:
         return f"it was made from other image content ({row.get('image', '?')}: another image or an earlier version)"
     if row.get("model_sha256") != model_sha:
-        return f"it was made by another model ({row.get('model', '?')}, T={row.get('timesteps', '?')})"
+        return (
+            f"it was made by another model or with other settings ({row.get('model', '?')}, "
+            f"T={row.get('timesteps', '?')}; localisation, window, precision)"
+        )
     if file_sha256(target) != row["mask_sha256"]:
         return "it changed since it was made (edited by hand?)"
     return None
@@ -471,7 +476,8 @@ def segment_folder(
     out = Path(output_dir).expanduser()
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: output path exists and is not a folder.")
-    if out.exists() and out.resolve() == images[0].parent.resolve():
+    sources = {images[0].parent.resolve(), *(p.resolve() for p in images if p.is_dir())}  # DICOM series too
+    if out.exists() and out.resolve() in sources:
         raise InputError(
             f"{out}: is the input folder; masks are named like their images, choose another output folder."
         )
@@ -488,7 +494,10 @@ def segment_folder(
         logger.warning(f"warning: {note}")
     segmenter = VolumeSegmenter(network, inferer, device, amp, localize, qc)
     report = Report(out)
-    model_sha = model_fingerprint(info, as_bool(amp, "amp"))
+    model_sha = model_fingerprint(
+        info, as_bool(amp, "amp"), localize=localize, roi_size=list(getattr(inferer, "roi_size", []) or []),
+        overlap=getattr(inferer, "overlap", None), inferer=type(inferer).__name__,
+    )  # fmt: skip
     claimed: dict[str, Path] = {}
 
     def save_table() -> None:
@@ -540,12 +549,18 @@ def segment_folder(
                 table[case] = {**row, "status": "writing", "message": "started, not finished"}
                 save_table()
                 seg = segmenter(path)
+                described = describe(seg)  # before writing: a failure after the write would orphan the mask
                 write_mask(seg.mask, target)
-                row.update(describe(seg))
+                row.update(described)
                 row.update(status="ok", message="", seconds=f"{time.perf_counter() - start:.2f}")
                 row["mask_sha256"] = file_sha256(target)
                 if qc:
-                    row["qc"] = str(write_qc(seg, out / "qc" / f"{case}.png", f"{path.name} ({info.get('model', '')})"))
+                    try:
+                        title = f"{path.name} ({info.get('model', '')})"
+                        row["qc"] = str(write_qc(seg, out / "qc" / f"{case}.png", title))
+                    except Exception as e:  # noqa: BLE001 - the mask is good; a missing picture is a warning
+                        row["message"] = f"QC picture not written ({type(e).__name__}: {str(e).splitlines()[0][:120]})"
+                        logger.warning(f"warning: {out / 'qc' / f'{case}.png'}: {row['message']}")
                 logger.info(
                     f"{path.name}: anterior {row['anterior_mm3']:.0f} mm3, posterior {row['posterior_mm3']:.0f} mm3, "
                     f"{row['seconds']} s" + (f"; FLAG: {row['flag']}" if row["flag"] else "")

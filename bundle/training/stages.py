@@ -99,14 +99,31 @@ class Stages:
                 f"{', '.join(map(str, outputs))} untouched"
             )
             return None
-        distributed.main_only(self._forget, stage)
+        distributed.main_only(self._start, stage, inputs)
+        distributed.barrier()  # every process sees the stage's resume state as rank 0 left it
         result = step()
         distributed.barrier()
         distributed.main_only(self._record, stage, inputs, outputs, spec.get("settings"))
         return result
 
-    def _forget(self, stage: str) -> None:
+    def _start(self, stage: str, inputs: list) -> None:
+        """Forget the stage's finished record; and if its inputs changed since it last started (a new
+        ANN under an old, half-done conversion or fine-tuning), its epoch state too, so that a resume
+        never continues training from another run's weights."""
         self.record_file(stage).unlink(missing_ok=True)
+        started = self.root / stage / "started.json"
+        current = {str(Path(p).resolve()): file_sha256(p) for p in inputs if Path(p).is_file()}
+        try:
+            before = json.loads(started.read_text())
+        except (OSError, ValueError):
+            before = None
+        stale = [self.root / stage / name for name in ("last.pt", "best.pt") if (self.root / stage / name).is_file()]
+        if stale and before != current:
+            logger.info(f"[{stage}] its inputs changed since it started (or are unknown): starting it afresh")
+            for path in stale:
+                path.unlink()
+        started.parent.mkdir(parents=True, exist_ok=True)
+        started.write_text(json.dumps(current, indent=2))
 
     def _record(self, stage: str, inputs: Sequence[str], outputs: Sequence[str], settings: dict | None) -> None:
         missing = [str(p) for p in [*inputs, *outputs] if not Path(p).is_file()]
