@@ -13,9 +13,10 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-import SimpleITK as sitk
 
 from bundle.data.datalist import NIFTI_SUFFIXES, is_nifti
+from bundle.data.images import dicom_series
+from bundle.data.images import read_image as read_sitk
 from bundle.errors import InputError
 
 __all__ = [
@@ -42,29 +43,6 @@ def is_image(path: Path) -> bool:
     if path.is_file():
         return path.name.lower().endswith(IMAGE_SUFFIXES)
     return path.is_dir() and bool(dicom_series(path, strict=False))
-
-
-def dicom_series(folder: Path, strict: bool = True) -> list[str]:
-    """The files of the one DICOM series in ``folder`` (sorted by GDCM); ``[]`` if it holds none.
-
-    With ``strict``, a folder holding several series raises :class:`InputError` naming them.
-    """
-    shown = sitk.ProcessObject.GetGlobalWarningDisplay()
-    sitk.ProcessObject.SetGlobalWarningDisplay(False)  # GDCM warns about every folder without a series
-    try:
-        ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
-    except RuntimeError:
-        return []
-    finally:
-        sitk.ProcessObject.SetGlobalWarningDisplay(shown)
-    if not ids:
-        return []
-    if len(ids) > 1 and strict:
-        raise InputError(
-            f"{folder}: holds {len(ids)} DICOM series ({', '.join(ids[:3])}{', ...' if len(ids) > 3 else ''}); "
-            "put each series in its own folder."
-        )
-    return list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), ids[0]))
 
 
 def find_images(input_dir: str | Path) -> tuple[list[Path], list[str]]:
@@ -151,33 +129,8 @@ def check_image(path: str | Path) -> None:
         raise InputError(f"{path}: every voxel has the value {float(data.min())}; there is no image to segment.")
 
 
-def read_sitk(path: str | Path) -> sitk.Image:
-    """A non-NIfTI image or a DICOM series folder, read by SimpleITK; :class:`InputError` if unreadable."""
-    path = Path(path)
-    if path.is_file() and path.stat().st_size == 0:
-        raise InputError(f"{path}: empty file (0 bytes).")
-    try:
-        image = sitk.ReadImage(dicom_series(path) if path.is_dir() else str(path))
-    except RuntimeError as e:
-        lines = [line.strip() for line in str(e).strip().splitlines() if line.strip()]
-        reason = lines[-1] if lines else "SimpleITK cannot read it"
-        raise InputError(f"{path}: unreadable image ({reason[:200]}).") from None
-    if image.GetDimension() == 4 and image.GetSize()[3] == 1:
-        image = image[:, :, :, 0]
-    return image
-
-
 def _check_sitk_image(path: Path) -> None:
     image = read_sitk(path)
-    if image.GetDimension() != 3:
-        raise InputError(f"{path}: is {image.GetDimension()}D (size {image.GetSize()}); expected one 3D volume.")
-    if image.GetNumberOfComponentsPerPixel() != 1:
-        raise InputError(f"{path}: {image.GetNumberOfComponentsPerPixel()} values per voxel; expected a scalar image.")
-    data = sitk.GetArrayViewFromImage(image)
-    if not np.isfinite(data).all():
-        raise InputError(f"{path}: {int((~np.isfinite(data)).sum())} of {data.size} voxels are NaN or infinite.")
-    if float(data.max()) == float(data.min()):
-        raise InputError(f"{path}: every voxel has the value {float(data.min())}; there is no image to segment.")
     size, spacing = np.array(image.GetSize()), np.array(image.GetSpacing())
     extent = size * spacing
     if size.min() < MIN_VOXELS or extent.min() < MIN_EXTENT_MM:

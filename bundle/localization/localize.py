@@ -17,6 +17,7 @@ import nibabel as nib
 import numpy as np
 import SimpleITK as sitk
 
+from bundle.data.images import read_image
 from bundle.errors import InputError
 from bundle.localization.crops import (
     CROP_SIZE,
@@ -66,42 +67,6 @@ class Localization:
         crops = {s: v if isinstance(v, sitk.Image) else from_nifti(v) for s, v in labels.items()}
         out, _ = paste_back(self.image, crops)
         return out
-
-
-def read_image(path: str | Path) -> sitk.Image:
-    """A 3D scalar image from any file SimpleITK reads (NIfTI, NRRD, MHA, ...) or a DICOM series folder.
-
-    Raises :class:`InputError` naming ``path`` for anything else: missing, unreadable, 2D, 4D,
-    multi-channel, NaN or constant.
-    """
-    path = Path(path)
-    try:
-        if path.is_dir():
-            files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(path))
-            if not files:
-                raise InputError(f"{path}: a folder without a DICOM series.")
-            image = sitk.ReadImage(files)
-        elif path.is_file():
-            image = sitk.ReadImage(str(path))
-        else:
-            raise InputError(f"{path}: no such file.")
-    except RuntimeError as e:
-        lines = [s.strip() for s in str(e).strip().splitlines() if s.strip()]
-        raise InputError(
-            f"{path}: unreadable image ({lines[-1] if lines else 'SimpleITK could not read it'})."
-        ) from None
-    if image.GetDimension() == 4 and image.GetSize()[3] == 1:
-        image = image[:, :, :, 0]
-    if image.GetDimension() != 3 or min(image.GetSize()) < 2:
-        raise InputError(f"{path}: size {image.GetSize()}; expected one 3D volume.")
-    if image.GetNumberOfComponentsPerPixel() != 1:
-        raise InputError(f"{path}: {image.GetNumberOfComponentsPerPixel()} values per voxel; expected a scalar image.")
-    arr = sitk.GetArrayViewFromImage(image)
-    if not np.isfinite(arr).all():
-        raise InputError(f"{path}: {int((~np.isfinite(arr)).sum())} voxels are NaN or infinite.")
-    if float(arr.min()) == float(arr.max()):
-        raise InputError(f"{path}: every voxel has the value {float(arr.min())}; nothing to localise.")
-    return image
 
 
 def localize(
