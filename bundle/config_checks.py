@@ -120,6 +120,7 @@ RULES: dict[str, Callable[[Any], str | None]] = {
     "val_interval": _whole(1),
     "resume": _boolean,
     "amp": _boolean,
+    "finetune_amp": _boolean,
     "device": _device,
     # conversion
     "timesteps": _whole(1),

@@ -1,0 +1,88 @@
+"""Training step time, float32 vs bfloat16 autocast, for the ANN and the spiking fine-tuning step.
+
+Same network, batch and loss as ``configs/train.json`` (ConvertibleUNet 16-32-64-128, batch 4 of
+32x48x32 patches, Dice+CE for the ANN, Dice for fine-tuning with learnable scales), random inputs,
+so it needs no data:
+
+    python scripts/train_step_benchmark.py [--steps 6] [--timesteps 4] [--device cpu] [--out docs/benchmark/train_step.json]
+
+Prints the median step time (forward, backward, optimizer) of each and the speed-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import monai
+import torch
+
+from bundle.networks import ConvertibleUNet
+from bundle.networks.precision import MixedPrecision
+from bundle.spiking.conversion import convert, learnable_scales, param_groups
+from bundle.spiking.neurons import set_surrogate
+from bundle.spiking.segmenter import SpikingSegmenter
+
+
+def step_times(network, loss_fn, optimizer, x, y, steps: int) -> list[float]:
+    times = []
+    for _ in range(steps + 1):  # the first step warms up allocators and kernels
+        start = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(network(x), y)
+        loss.backward()
+        optimizer.step()
+        if x.device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return times[1:]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--timesteps", type=int, default=4)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--out", default=None, help="write the figures as JSON here")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    x = torch.rand(4, 1, 32, 48, 32, device=device)
+    y = torch.randint(0, 3, (4, 1, 32, 48, 32), device=device)
+    ann = ConvertibleUNet(3, 1, 3, [16, 32, 64, 128]).to(device)
+    dice_ce = monai.losses.DiceCELoss(to_onehot_y=True, softmax=True, batch=True)
+    dice = monai.losses.DiceLoss(to_onehot_y=True, softmax=True, batch=True)
+    rows = {}
+    for precision in ("float32", "bfloat16"):
+        net = MixedPrecision(ann, enabled=precision == "bfloat16")
+        opt = torch.optim.AdamW(ann.parameters(), 1e-4)
+        rows[f"ann {precision}"] = step_times(net, dice_ce, opt, x, y, args.steps)
+    ann.eval()
+    snn = convert(ann, [x[i : i + 1] for i in range(4)], neuron="ternary", device=device)
+    segmenter = SpikingSegmenter(set_surrogate(learnable_scales(snn), "atan", 2.0), timesteps=args.timesteps).to(device)
+    segmenter.train()
+    for precision in ("float32", "bfloat16"):
+        net = MixedPrecision(segmenter, enabled=precision == "bfloat16")
+        opt = torch.optim.Adam(param_groups(segmenter, 1e-4, 1e-3), 1e-4)
+        rows[f"snn T={args.timesteps} {precision}"] = step_times(net, dice, opt, x, y, args.steps)
+    report = {
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "input": "batch 4 x 1 x 32x48x32",
+        "median_step_s": {k: statistics.median(v) for k, v in rows.items()},
+    }
+    for name, med in report["median_step_s"].items():
+        print(f"{name:22s} median step {med:.3f} s")
+    for stage in ("ann", f"snn T={args.timesteps}"):
+        fp32, bf16 = report["median_step_s"][f"{stage} float32"], report["median_step_s"][f"{stage} bfloat16"]
+        print(f"{stage}: bfloat16 is {fp32 / bf16:.2f}x float32")
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
