@@ -2,6 +2,7 @@
 
     hippo-snn segment IN OUT [--model snn|snn_converted|ann] [--timesteps T] [--overwrite] [--device cpu]
     hippo-snn evaluate DATASET OUT [--split all|val|train] [--overlays N] ...
+    ... --adaptive stable [--patience N] [--tolerance F]   (SNN: stop each window once its class map is stable)
 
 Exit status: 0 when every image was handled, 1 when any failed (each failure is one ``error:`` line).
 """
@@ -37,6 +38,17 @@ def _parser() -> argparse.ArgumentParser:
             "--kernel", default="compiled", choices=["compiled", "eager"],
             help="SNN neuron step: one compiled kernel (default; eager where compiling fails) or op by op",
         )  # fmt: skip
+        q.add_argument(
+            "--adaptive", default="off", choices=["off", "stable"],
+            help="SNN timesteps per window: off (default: always T) or stable (stop a window once its class map "
+            "has not changed for --patience steps; --timesteps is then the maximum)",
+        )  # fmt: skip
+        q.add_argument("--patience", type=int, default=1, help="--adaptive stable: stable steps needed (default 1)")
+        q.add_argument(
+            "--tolerance", type=float, default=0.0,
+            help="--adaptive stable: fraction of a window's voxels that may change class and still count as "
+            "stable (default 0)",
+        )  # fmt: skip
         q.add_argument("--amp", action="store_true", help="mixed precision (bfloat16 on CPU, float16 on CUDA)")
         q.add_argument("--overwrite", action="store_true", help="replace existing outputs")
         q.add_argument(
@@ -68,6 +80,24 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _energy(summary: dict) -> str:
+    """``", energy ... uJ/volume vs the ANN's ... uJ on the same N window(s) of ..."`` from an evaluation summary."""
+
+    def mean(key: str):
+        value = summary.get(key)
+        return value.get("mean") if isinstance(value, dict) else None
+
+    energy, ann, windows = mean("energy_uj"), mean("ann_energy_uj"), mean("windows")
+    if energy is None or not ann:
+        return ""
+    steps = f", mean T {mean('mean_timesteps'):.2f}" if mean("mean_timesteps") is not None else ""
+    shapes = ", ".join(summary.get("window") or []) or "?"
+    return (
+        f", energy {energy:.0f} uJ/volume{steps} (ANN on the same input {ann:.0f} uJ, ratio {energy / ann:.3f}; "
+        f"{windows:g} window(s) of {shapes} per volume)"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     warnings.filterwarnings("ignore", category=FutureWarning)  # MONAI deprecation notes are not for end users
@@ -86,8 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         device = check_device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
         network, info = load_model(
-            args.model, ckpt=args.ckpt, timesteps=args.timesteps, device=device, kernel=args.kernel
-        )
+            args.model, ckpt=args.ckpt, timesteps=args.timesteps, device=device, kernel=args.kernel,
+            adaptive=args.adaptive, patience=args.patience, tolerance=args.tolerance,
+        )  # fmt: skip
         inferer = make_inferer(3, args.roi_size)
         if args.command == "segment":
             report = segment_folder(
@@ -110,7 +141,9 @@ def main(argv: list[str] | None = None) -> int:
             args.overlays, args.overwrite, device, progress=not args.quiet, amp=args.amp, localize=args.localize,
         )  # fmt: skip
         dice = "-" if summary["mean_dice"] is None else f"{summary['mean_dice']:.4f}"
-        print(f"mean Dice {dice} over {summary['cases_ok']} case(s); {Path(args.output_dir) / 'summary.json'}")
+        print(
+            f"mean Dice {dice} over {summary['cases_ok']} case(s){_energy(summary)}; {Path(args.output_dir) / 'summary.json'}"
+        )
         return 1 if summary["cases_failed"] else 0
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)

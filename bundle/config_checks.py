@@ -120,6 +120,8 @@ RULES: dict[str, Callable[[Any], str | None]] = {
     "val_interval": _whole(1),
     "resume": _boolean,
     "amp": _boolean,
+    "activation": _choice("relu", "qcfs"),
+    "levels": _whole(1),
     "finetune_amp": _boolean,
     "device": _device,
     # conversion
@@ -270,7 +272,9 @@ def check_config(bundle_root: str, values: Mapping[str, Any], argv: list[str] | 
     try:
         configs_dir = Path(bundle_root) / "configs"
         if not configs_dir.is_dir():
-            configs_dir = Path(__file__).resolve().parents[1] / "configs"
+            from bundle.resources import configs_dir as installed_configs
+
+            configs_dir = installed_configs()
         known = _known_ids(configs_dir)
         argv = list(_bundle_argv() if argv is None else argv)
         keys, files = command_line_keys(argv)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-__all__ = ["InputError", "or_exit", "require_file"]
+__all__ = ["InputError", "or_exit", "require_file", "require_new_folder"]
 
 
 class InputError(ValueError):
@@ -30,4 +31,12 @@ def require_file(path: str, made_by: str) -> str:
 
     if not Path(path).is_file():
         raise InputError(f"{path}: not found; run the '{made_by}' stage first (or pass its path).")
+    return path
+
+
+def require_new_folder(path: str, what: str) -> str:
+    """``path`` if it does not exist or is an empty folder; otherwise :class:`InputError` (nothing is overwritten)."""
+    p = Path(path)
+    if p.exists() and (not p.is_dir() or any(p.iterdir())):
+        raise InputError(f"{p}: already holds {what}; choose a new output_dir (nothing was overwritten).")
     return path

@@ -117,6 +117,6 @@ def test_batchnorm_statistics_of_rank_0_reach_every_process_before_validation(tm
 
 
 def test_too_few_validation_cases_for_the_processes_is_one_clear_error(monkeypatch):
-    monkeypatch.setattr("bundle.training.distributed.world_size", lambda: 4)
+    monkeypatch.setattr("ignite.distributed.get_world_size", lambda: 4)
     with pytest.raises(InputError, match="3 validation case\\(s\\) for 4 processes"):
         require_shares({"train": [{}] * 10, "val": [{}] * 3})

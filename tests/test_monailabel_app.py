@@ -577,7 +577,9 @@ def test_conf_picks_models_in_order_and_names_what_is_missing(tmp_path):
         configs.model_choices({"models": "snn", "models_dir": str(tmp_path)})
     with pytest.raises(InputError, match="timesteps"):
         configs.model_choices({"models": "ann", "timesteps": "0"})
-    assert configs.inference_settings()["roi_size"] == [48, 64, 48]
+    from bundle.inference.settings import inference_settings
+
+    assert inference_settings()["roi_size"] == [48, 64, 48]
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,10 @@
 
 import json
 
+import pytest
+import torch
+from ignite.engine import Events
+
 from bundle.training.stages import Stages
 
 
@@ -65,3 +69,30 @@ def test_a_stage_whose_inputs_changed_starts_afresh_instead_of_resuming(tmp_path
     (tmp_path / "in.pt").write_bytes(b"a new conversion")
     Stages(tmp_path / "resume", resume=True).run("finetune", lambda: seen.append((stage_dir / "last.pt").exists()), spec)
     assert seen == [True, False]  # new inputs: the old epoch state is gone, training starts afresh
+
+
+@pytest.mark.parametrize("score, saved", [(0.5, False), (0.9, True)])
+def test_a_resumed_best_checkpoint_is_replaced_only_by_a_better_one(tmp_path, score, saved):
+    """BestSoFar restores the saver's ranking through its public load_state_dict (nothing private read)."""
+    from ignite.engine import Engine
+    from monai.handlers import CheckpointSaver
+
+    from bundle.training.resume import BestSoFar
+
+    net = torch.nn.Linear(1, 1)
+    evaluator = Engine(lambda engine, batch: None)
+    evaluator.state.metrics = {}
+
+    @evaluator.on(Events.EPOCH_COMPLETED)
+    def _metric(engine):  # before the saver: it reads the key metric at the same event
+        engine.state.metrics["val_mean_dice"] = score
+
+    saver = CheckpointSaver(str(tmp_path), {"model": net}, save_key_metric=True, key_metric_name="val_mean_dice",
+                            key_metric_filename="best.pt")  # fmt: skip
+    saver.attach(evaluator)
+    (tmp_path / "best.pt").write_bytes(b"the best of the run before the resume")
+    BestSoFar(evaluator, [saver]).load_state_dict({"best_metric": 0.8, "best_metric_epoch": 3})
+    assert evaluator.state.best_metric == 0.8
+    evaluator.run([0], max_epochs=1)
+    replaced = (tmp_path / "best.pt").read_bytes() != b"the best of the run before the resume"
+    assert replaced == saved

@@ -245,7 +245,7 @@ def test_killed_in_finetuning_resumes_without_undoing_finished_stages(trained, t
     assert (tmp_path / "resume" / "finetune" / "done.json").is_file()
     # the best so far survived the resume: the evaluator's and the best-checkpoint saver's record
     best = torch.load(tmp_path / "resume" / "finetune" / "last.pt", map_location="cpu", weights_only=False)["best"]
-    assert best["best_metric_epoch"] in (1, 2, 3) and len(best["savers"]) == 1
+    assert best["best_metric_epoch"] in (1, 2, 3) and best["best_metric"] >= 0
 
 
 @pytest.mark.parametrize(

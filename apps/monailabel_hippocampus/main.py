@@ -19,7 +19,7 @@ import os
 import sys
 
 from fastapi import HTTPException
-from lib.configs.segmentation import inference_settings, model_choices
+from lib.configs.segmentation import model_choices
 from lib.guards import StudiesDatastore, check_host, image_uri, infer_params, server_host
 from lib.infers.segmentation import BundleSegmentation
 from lib.server import install, installed, policy_from_conf
@@ -31,6 +31,7 @@ from monailabel.utils.others.generic import handle_torch_linalg_multithread
 
 import bundle
 from bundle.errors import InputError
+from bundle.inference.settings import inference_settings
 from bundle.runtime import tune_allocator
 
 logger = logging.getLogger(__name__)

@@ -14,6 +14,8 @@ import torch
 from monai import transforms as mt
 
 __all__ = [
+    "PATCH_SIZE",
+    "ROI_SIZE",
     "RAS_LABELS",
     "calibration_transforms",
     "postprocessing",
@@ -24,6 +26,10 @@ __all__ = [
 
 # Orientationd warns that its default labels are changing: pin the meaning of "RAS" explicitly.
 RAS_LABELS = (("L", "R"), ("P", "A"), ("I", "S"))
+# Default sizes by spatial_dims: training patch (inside a Task04 crop, divisible by 8) and inference window
+# (one window covers a whole Task04 crop); 2D is one R-A slice.
+PATCH_SIZE = {3: (32, 48, 32), 2: (48, 64)}
+ROI_SIZE = {3: (48, 64, 48), 2: (48, 64)}
 
 
 def preprocessing(keys: Sequence[str] = ("image", "label"), pixdim: Sequence[float] = (1.0, 1.0, 1.0)) -> list:
@@ -86,7 +92,7 @@ def _augment(spatial_dims: int) -> list:
     ]
 
 
-def train_transforms(spatial_dims: int = 3, patch_size: Sequence[int] = (48, 64, 48), augment: bool = True):
+def train_transforms(spatial_dims: int = 3, patch_size: Sequence[int] = PATCH_SIZE[3], augment: bool = True):
     """Pre-processing, random patch (3D) or slices (2D), augmentation. Patch sizes must suit the network."""
     if spatial_dims not in (2, 3):
         raise ValueError(f"spatial_dims must be 2 or 3 but is {spatial_dims!r}.")

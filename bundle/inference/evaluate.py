@@ -1,7 +1,9 @@
 """Evaluation against reference labels: per-case Dice, HD95 and volumes, a summary, and overlays.
 
 Each image goes through exactly the batch-inference pipeline (:class:`VolumeSegmenter`), and is
-scored in its own geometry against its label as stored on disk.
+scored in its own geometry against its label as stored on disk. The energy columns are the batch
+inference's (``volumes.csv``): every model, counted on the windows the inferer ran, with the ANN's
+energy on the same windows (``ann_energy_uj``), their ratio and the input (``windows`` of ``window``).
 """
 
 from __future__ import annotations
@@ -25,11 +27,21 @@ from bundle.data.datalist import find_pairs, is_nifti, split_datalist
 from bundle.errors import InputError
 from bundle.inference.inputs import check_image, output_name, read_sitk
 from bundle.inference.overlays import save_overlay
-from bundle.inference.segment import LABELS, VolumeSegmenter, metatensor, record_failure, voxel_volume, write_mask
+from bundle.inference.segment import (
+    ACTIVITY_FIELDS,
+    LABELS,
+    VolumeSegmenter,
+    activity_text,
+    energy_note,
+    metatensor,
+    record_failure,
+    voxel_volume,
+    write_mask,
+)
 from bundle.localization import to_nifti
 from bundle.options import as_bool
 
-__all__ = ["METRIC_FIELDS", "check_failures", "evaluate_folder"]
+__all__ = ["METRIC_FIELDS", "check_failures", "describe_activity", "evaluate_folder"]
 
 logger = logging.getLogger("bundle.inference")
 
@@ -38,8 +50,18 @@ METRIC_FIELDS = (
     + [f"dice_{n}" for n in LABELS.values()]
     + [f"hd95_{n}_mm" for n in LABELS.values()]
     + [f"{n}_mm3_{w}" for n in LABELS.values() for w in ("pred", "true")]
-    + ["seconds", "mean_firing_rate", "energy_uj"]
+    + [
+        "seconds",
+        "mean_timesteps",
+        "mean_firing_rate",
+        "energy_uj",
+        "ann_energy_uj",
+        "energy_vs_ann",
+        "windows",
+        "window",
+    ]
 )
+_TEXT_FIELDS = ("window",)  # not averaged in the summary
 
 
 def _scores(mask: torch.Tensor, label: torch.Tensor, spacing: np.ndarray) -> dict:
@@ -133,7 +155,7 @@ def evaluate_folder(
                 for k, name in LABELS.items():
                     row[f"{name}_mm3_pred"] = round(float((mask == k).sum()) * voxel, 1)
                     row[f"{name}_mm3_true"] = round(float((label == k).sum()) * voxel, 1)
-                row.update({k: f"{v:.4g}" for k, v in activity.items()})
+                row.update(describe_activity(activity))
                 row.update(status="ok", message="", seconds=f"{time.perf_counter() - start:.2f}")
                 write_mask(mask, out / "masks" / output_name(image))
                 if i < overlays:
@@ -163,9 +185,15 @@ def evaluate_folder(
     logger.info(
         f"{summary['cases_ok']} case(s) scored, {summary['cases_failed']} failed: mean Dice {f('mean_dice', 4)} "
         f"(anterior {f('dice_anterior', 4)}, posterior {f('dice_posterior', 4)}), "
-        f"HD95 {f('hd95_anterior_mm', 2)} / {f('hd95_posterior_mm', 2)} mm; results in {out}"
+        f"HD95 {f('hd95_anterior_mm', 2)} / {f('hd95_posterior_mm', 2)} mm{energy_note([r for r in rows if r['status'] == 'ok'])}; "
+        f"results in {out}"
     )
     return summary
+
+
+def describe_activity(activity: dict) -> dict:
+    """The energy account of one case as CSV text (the same columns as ``volumes.csv``)."""
+    return {k: activity_text(k, v) for k, v in activity.items() if k in ACTIVITY_FIELDS}
 
 
 def _summary(rows: list[dict], info: dict, split: str) -> dict:
@@ -174,6 +202,9 @@ def _summary(rows: list[dict], info: dict, split: str) -> dict:
     ok = [r for r in rows if r["status"] == "ok"]
     summary: dict = {**info, "split": split, "cases_ok": len(ok), "cases_failed": len(rows) - len(ok)}
     for key in METRIC_FIELDS[3:]:
+        if key in _TEXT_FIELDS:
+            summary[key] = sorted({r[key] for r in ok if r.get(key)})
+            continue
         raw = np.array([float(r[key]) for r in ok if r.get(key, "") != ""], dtype=float)
         values = raw[np.isfinite(raw)]
         summary[key] = {

@@ -14,8 +14,9 @@ from torch import nn
 from bundle.errors import InputError
 from bundle.networks import ConvertibleUNet
 from bundle.networks.checkpoint import load_weights
+from bundle.options import as_bool
 from bundle.spiking.conversion import load_snn
-from bundle.spiking.segmenter import SpikingSegmenter
+from bundle.spiking.segmenter import ADAPTIVE_RULES, SpikingSegmenter
 
 __all__ = ["DEFAULT_MODELS_DIR", "MODEL_FILES", "check_device", "load_model"]
 
@@ -47,13 +48,19 @@ def load_model(
     channels: tuple[int, ...] = (16, 32, 64, 128),
     multi_step: bool = False,
     kernel: str = "compiled",
+    adaptive: str = "off",
+    patience: int = 1,
+    tolerance: float = 0.0,
 ) -> tuple[nn.Module, dict]:
     """Load ``model`` (``"snn"``, ``"snn_converted"`` or ``"ann"``) in eval mode, and describe it.
 
     ``ckpt`` overrides the file in ``models_dir``; ``timesteps`` overrides the SNN's trained T.
     ``spatial_dims``/``channels`` describe the ANN only (SNN checkpoints record their own).
     ``kernel``: the SNN neurons' inference step, ``"compiled"`` (fused; eager where compiling fails) or ``"eager"``.
-    Returns ``(network, info)`` with info keys ``model``, ``checkpoint``, ``timesteps`` (0 for the ANN), ``neuron``.
+    ``adaptive``/``patience``/``tolerance``: adaptive T for SNNs (see :class:`SpikingSegmenter`; ``"off"``:
+    every window runs T steps); ``timesteps`` is then the most a window may run. Ignored for the ANN.
+    Returns ``(network, info)`` with info keys ``model``, ``checkpoint``, ``timesteps`` (0 for the ANN; the
+    maximum when adaptive), ``neuron``, and for an adaptive SNN ``adaptive``, ``patience``, ``tolerance``.
     """
     if model not in MODEL_FILES:
         raise InputError(f"model {model!r}: unknown; choose one of {sorted(MODEL_FILES)}.")
@@ -63,6 +70,14 @@ def load_model(
         raise InputError(f"{path}: not found; run the '{_MADE_BY[model]}' stage first (or pass its path).")
     if timesteps is not None and (int(timesteps) != timesteps or int(timesteps) < 1):
         raise InputError(f"timesteps {timesteps!r}: must be a whole number >= 1.")
+    if adaptive not in ADAPTIVE_RULES:
+        raise InputError(f"adaptive {adaptive!r}: choose one of {list(ADAPTIVE_RULES)}.")
+    if int(patience) != patience or int(patience) < 1:
+        raise InputError(f"patience {patience!r}: must be a whole number >= 1.")
+    if not 0.0 <= float(tolerance) < 1.0:
+        raise InputError(f"tolerance {tolerance!r}: must be a fraction in [0, 1).")
+    if adaptive != "off" and as_bool(multi_step, "multi_step"):
+        raise InputError("adaptive timesteps need single-step inference: set multi_step false.")
     if model == "ann":
         try:
             network = load_weights(ConvertibleUNet(spatial_dims, 1, 3, channels), path, _MADE_BY[model], device)
@@ -84,6 +99,11 @@ def load_model(
         out_threshold=settings.get("out_threshold"),
         multi_step=multi_step,
         kernel=kernel,
+        adaptive=adaptive,
+        patience=int(patience),
+        tolerance=float(tolerance),
     )
     info = {"model": model, "checkpoint": str(path), "timesteps": steps, "neuron": settings["neuron"]}
+    if adaptive != "off":
+        info.update(adaptive=adaptive, patience=int(patience), tolerance=float(tolerance))
     return network.to(device).eval(), info

@@ -6,15 +6,17 @@ and ``NibabelWriter``. The loop over images is ours because MONAI's evaluator st
 file, while here one bad file must only cost its own mask.
 
 Next to the masks, ``volumes.csv`` holds one row per image: anterior (head) and posterior (body and
-tail) hippocampus volumes in mm^3, the time taken, for SNN models the mean firing rate and the
-estimated energy of that inference, and the SHA-256 of the input image, of the mask and of the model.
+tail) hippocampus volumes in mm^3, the time taken, the estimated energy of that inference for every
+model (:meth:`bundle.spiking.activity.ActivityMonitor.totals`: what the network computed on the windows
+the inferer ran, ``windows`` of shape ``window``), the ANN's energy on the same windows and the ratio of
+the two, for SNN models the timesteps run per window and the mean firing rate, and the SHA-256 of the
+input image, of the mask and of the model.
 A rerun keeps an existing mask only when all three still match: a file that merely has a mask's name,
 a mask of an earlier version of the image, of another model, or edited since, is never taken as done.
 """
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import hashlib
 import logging
@@ -46,21 +48,25 @@ from bundle.spiking.activity import ActivityMonitor
 from bundle.spiking.segmenter import SpikingSegmenter
 
 __all__ = [
+    "ACTIVITY_FIELDS",
     "CSV_FIELDS",
     "LABELS",
     "LOCALIZE_MODES",
     "Report",
     "Segmentation",
     "VolumeSegmenter",
+    "activity_text",
+    "adaptive_settings",
     "describe",
+    "energy_note",
     "file_sha256",
     "finish",
     "metatensor",
     "model_fingerprint",
-    "write_qc",
     "segment_folder",
     "voxel_volume",
     "write_mask",
+    "write_qc",
 ]
 
 logger = logging.getLogger("bundle.inference")
@@ -70,8 +76,19 @@ CSV_FIELDS = [
     "case", "image", "mask", "status", "message", "flag", "anterior_mm3", "posterior_mm3", "total_ml",
     "left_anterior_mm3", "left_posterior_mm3", "left_ml", "right_anterior_mm3", "right_posterior_mm3", "right_ml",
     "localized", "similarity", "seconds", "read_s", "register_s", "network_s",
-    "model", "timesteps", "mean_firing_rate", "energy_uj", "qc", "image_sha256", "mask_sha256", "model_sha256",
+    "model", "timesteps", "mean_timesteps", "mean_firing_rate", "energy_uj", "ann_energy_uj", "energy_vs_ann",
+    "windows", "window", "qc", "image_sha256", "mask_sha256", "model_sha256",
 ]  # fmt: skip
+# the energy account of every model (see ActivityMonitor.totals); SNNs add mean_timesteps, mean_firing_rate
+ACTIVITY_FIELDS = (
+    "windows",
+    "window",
+    "mean_timesteps",
+    "mean_firing_rate",
+    "energy_uj",
+    "ann_energy_uj",
+    "energy_vs_ann",
+)
 
 
 def record_failure(row: dict, path: str | Path, error: Exception) -> None:
@@ -104,7 +121,7 @@ class Segmentation:
     """What segmenting one image gives: the mask in the image's own grid, and what to report about it."""
 
     mask: MetaTensor  # [1, *shape] uint8, the input's affine
-    activity: dict  # SNN only: mean_firing_rate, energy_uj (all windows of all crops)
+    activity: dict  # energy account, all windows of all crops: ACTIVITY_FIELDS (see ActivityMonitor.totals)
     localized: bool = False
     reason: str = ""  # why localised or not (the auto decision)
     similarity: float | None = None  # registration score (localised only)
@@ -202,38 +219,25 @@ class VolumeSegmenter:
         whole = fov.localize if self.localize == "auto" else self.localize == "on"
         reason = fov.reason if self.localize == "auto" else f"localize {self.localize} ({fov.reason.split(':')[0]})"
         logger.info(f"{path.name}: {reason}")
-        snn = self.network.snn if isinstance(self.network, SpikingSegmenter) else None
-        monitor = ActivityMonitor(snn) if snn is not None else contextlib.nullcontext()
-        windows = [0]
-        counter = self.network.register_forward_pre_hook(
-            lambda _m, args: windows.__setitem__(0, windows[0] + args[0].shape[0])
-        )
-        try:
-            with monitor:
-                if whole:
-                    seg = self._localized(path, image, reason)
-                else:
-                    data = (
-                        self.pre({"image": str(path)})
-                        if nifti
-                        else self.pre_loaded({"image": metatensor(to_nifti(image), str(path))})
-                    )
-                    seconds = {"read": time.perf_counter() - t}
-                    t = time.perf_counter()
-                    mask, ras_label = self._infer(data, self.post if nifti else self.post_loaded)
-                    seconds["network"] = time.perf_counter() - t
-                    seg = Segmentation(mask, {}, False, reason, seconds=seconds)
-                    seg.views = {"image": (data["image"][0].numpy(), ras_label)} if self.qc else {}
-        finally:
-            counter.remove()
-        if snn is not None and windows[0]:
-            monitor.add_images(windows[0], self.network.timesteps)
-            summary = monitor.summary()
-            # summary() is per window; a volume costs all its windows
-            seg.activity = {
-                "mean_firing_rate": summary["mean_firing_rate"],
-                "energy_uj": summary["energy_uj"] * windows[0],
-            }
+        monitor = ActivityMonitor(self.network)  # every model, counted the same way on the windows it runs
+        with monitor:
+            if whole:
+                seg = self._localized(path, image, reason)
+            else:
+                data = (
+                    self.pre({"image": str(path)})
+                    if nifti
+                    else self.pre_loaded({"image": metatensor(to_nifti(image), str(path))})
+                )
+                seconds = {"read": time.perf_counter() - t}
+                t = time.perf_counter()
+                mask, ras_label = self._infer(data, self.post if nifti else self.post_loaded)
+                seconds["network"] = time.perf_counter() - t
+                seg = Segmentation(mask, {}, False, reason, seconds=seconds)
+                seg.views = {"image": (data["image"][0].numpy(), ras_label)} if self.qc else {}
+        if monitor.windows:
+            totals = monitor.totals()
+            seg.activity = {k: totals[k] for k in ACTIVITY_FIELDS if k in totals}
         return seg
 
     def _infer(self, data: dict, post: mt.Compose) -> tuple[MetaTensor, np.ndarray]:
@@ -303,8 +307,17 @@ def describe(seg: Segmentation) -> dict:
     row["similarity"] = "" if seg.similarity is None else f"{seg.similarity:.3f}"
     row["flag"] = "; ".join(seg.flags())
     row.update({f"{k}_s": f"{v:.2f}" for k, v in seg.seconds.items() if k in ("read", "register", "network")})
-    row.update({k: f"{v:.4g}" for k, v in seg.activity.items()})
+    row.update({k: activity_text(k, v) for k, v in seg.activity.items()})
     return row
+
+
+def activity_text(key: str, value) -> str:
+    """An activity field as the CSV writes it: energies to 0.1 uJ, rates and ratios to 4 significant digits."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return str(value)
+    return f"{value:.1f}" if key.endswith("_uj") else f"{value:.4g}"
 
 
 def write_qc(seg: Segmentation, path: Path, title: str) -> Path:
@@ -337,6 +350,7 @@ class Report:
         done = [r for r in self.rows if r["status"] == "ok"]
         flagged = sum(bool(r.get("flag")) for r in done)
         mean_s = f", {np.mean([float(r['seconds']) for r in done]):.1f} s per image" if done else ""
+        mean_s += energy_note(done)
         conflicts = f", {self.count('conflict')} kept unverified" if self.count("conflict") else ""
         conflicts += f", {flagged} flagged (see the flag column)" if flagged else ""
         table = f"; NOT WRITTEN: {self.table_error}" if self.table_error else ""
@@ -344,6 +358,22 @@ class Report:
             f"{self.count('ok')} segmented, {self.count('skipped')} skipped (mask exists), "
             f"{self.count('failed')} failed{conflicts}{mean_s}; masks and volumes.csv in {self.output_dir}{table}"
         )
+
+
+def energy_note(rows: list[dict]) -> str:
+    """``", energy ... uJ per image (ANN ... uJ on the same windows: ratio ...; N window(s) of ...)"``, or ``""``."""
+    rows = [r for r in rows if r.get("energy_uj", "") != "" and r.get("ann_energy_uj", "") != ""]
+    if not rows:
+        return ""
+    energy, ann = (float(np.mean([float(r[k]) for r in rows])) for k in ("energy_uj", "ann_energy_uj"))
+    windows = float(np.mean([float(r.get("windows") or 0) for r in rows]))
+    shapes = sorted({r.get("window", "") for r in rows} - {""})
+    steps = [float(r["mean_timesteps"]) for r in rows if r.get("mean_timesteps", "") != ""]
+    mean_t = f", mean T {np.mean(steps):.2f}" if steps else ""
+    return (
+        f", energy {energy:.0f} uJ per image{mean_t} (ANN on the same windows {ann:.0f} uJ: ratio {energy / ann:.3f}; "
+        f"{windows:g} window(s) of {', '.join(shapes) or '?'} per image)"
+    )
 
 
 def write_mask(mask: MetaTensor, target: str | Path) -> Path:
@@ -393,6 +423,14 @@ def model_fingerprint(info: dict, amp: bool = False, **settings: object) -> str:
     digest.update(f"|{info.get('model', '')}|T={info.get('timesteps', '')}|amp={bool(amp)}".encode())
     digest.update("".join(f"|{k}={settings[k]}" for k in sorted(settings)).encode())
     return digest.hexdigest()
+
+
+def adaptive_settings(network: nn.Module) -> dict:
+    """The adaptive-T rule of an SNN, for its fingerprint (empty when off: fixed-T fingerprints stay as they were)."""
+    seg = next((m for m in network.modules() if isinstance(m, SpikingSegmenter)), None)
+    if seg is None or seg.adaptive == "off":
+        return {}
+    return {"adaptive": seg.adaptive, "patience": seg.patience, "tolerance": seg.tolerance}
 
 
 def _read_csv(path: Path) -> dict[str, dict]:
@@ -496,7 +534,7 @@ def segment_folder(
     report = Report(out)
     model_sha = model_fingerprint(
         info, as_bool(amp, "amp"), localize=localize, roi_size=list(getattr(inferer, "roi_size", []) or []),
-        overlap=getattr(inferer, "overlap", None), inferer=type(inferer).__name__,
+        overlap=getattr(inferer, "overlap", None), inferer=type(inferer).__name__, **adaptive_settings(network),
     )  # fmt: skip
     claimed: dict[str, Path] = {}
 

@@ -9,7 +9,7 @@ from torch import nn
 
 from bundle.errors import InputError, require_file
 
-__all__ = ["load_weights"]
+__all__ = ["checked_unet", "load_weights"]
 
 
 def load_weights(network: nn.Module, path: str | Path, made_by: str, device: torch.device | str = "cpu") -> nn.Module:
@@ -33,3 +33,33 @@ def load_weights(network: nn.Module, path: str | Path, made_by: str, device: tor
             f"unexpected {result.unexpected_keys[:3]}"
         )
     return network.to(device).eval()
+
+
+def checked_unet(*args, **kwargs) -> nn.Module:
+    """A :class:`~bundle.networks.ConvertibleUNet` (same arguments) that refuses to be left untrained by a load.
+
+    For ``network_def`` in the configs, which MONAI's own tools fill from a checkpoint (``monai.bundle.load``,
+    ``ckpt_export``, ``onnx_export``): they call ``copy_model_state``, which copies only the weights whose
+    names and shapes match, then hands ``load_state_dict`` the network's own tensors for the rest. An SNN
+    checkpoint (``{"state_dict", "settings"}``) matches none, and used to come back as an untrained U-Net
+    ("'dst' model updated: 0 of 110 variables"). This network raises one line instead.
+    """
+    from bundle.networks.unet import ConvertibleUNet
+
+    network = ConvertibleUNet(*args, **kwargs)
+    network.register_load_state_dict_pre_hook(_refuse_own_tensors)
+    return network
+
+
+def _refuse_own_tensors(module: nn.Module, state: dict, prefix: str, *_) -> None:
+    own = module.state_dict()
+    kept = [
+        k for k, v in own.items()
+        if isinstance(state.get(prefix + k), torch.Tensor) and state[prefix + k].data_ptr() == v.data_ptr()
+    ]  # fmt: skip
+    if kept:
+        raise InputError(
+            f"{len(kept)} of {len(own)} weights (e.g. {kept[0]}) were not in the checkpoint: it is not a state dict "
+            "of this U-Net (the ANN, models/model_ann.pt). SNN checkpoints (models/model_snn_*.pt) load with "
+            "bundle.inference.models.load_model('snn' or 'snn_converted', ckpt=PATH)."
+        )

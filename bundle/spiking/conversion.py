@@ -7,6 +7,10 @@ see :mod:`bundle.spiking.neurons`) and feed calibration images one at a time: Sp
 percentile mode calls ``torch.quantile``, which refuses tensors above 2**24 elements, and a 3D batch
 of activations passes that easily. Under ``torchrun`` each process calibrates on its own share of the
 images, and the shares are combined into exactly the scales one process would have found.
+
+A network trained with :class:`~bundle.networks.qcfs.QCFS` activations converts without calibration:
+each QCFS layer becomes ``VoltageScaler(1/lambda) -> neuron(threshold 1) -> VoltageScaler(lambda)`` with
+its trained ``lambda`` (:class:`_QCFSRecipe`).
 """
 
 from __future__ import annotations
@@ -19,10 +23,11 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 from spikingjelly.activation_based.ann2snn import FXConverter, RateCodingRecipe
-from spikingjelly.activation_based.ann2snn.modules import VoltageScaler
-from torch import nn
+from spikingjelly.activation_based.ann2snn.modules import VoltageHook, VoltageScaler
+from torch import fx, nn
 
 from bundle.errors import InputError
+from bundle.networks.qcfs import QCFS
 from bundle.options import as_bool
 from bundle.spiking.neurons import NEURON_TYPES, make_neuron
 
@@ -182,6 +187,50 @@ def _replay_in_global_order(hooks: list[nn.Module], contributions: list[torch.Te
         hook.num_batches_tracked = len(rows)
 
 
+class _QCFSRecipe(_SharedCalibrationRecipe):
+    """Rate coding where each former QCFS layer takes its trained ``lambda`` as its scale, uncalibrated.
+
+    :func:`convert` swaps every QCFS module for an ``nn.ReLU`` at the same path before tracing (the
+    converter matches ``nn.ReLU`` exactly, and would trace into a custom module's floor and clamp);
+    here the hook after each of those ReLUs is given ``lambda`` instead of a calibrated percentile.
+    Plain ReLUs, if the network has any, are calibrated on the images as usual.
+    """
+
+    def __init__(self, lambdas: dict[str, float], **kwargs):
+        super().__init__(**kwargs)
+        self.lambdas = lambdas
+
+    def calibrate(self, converter, fx_model):
+        modules = dict(fx_model.named_modules())
+        hooks = {
+            node.target: self.lambdas.get(node.args[0].target)
+            for node in fx_model.graph.nodes
+            if node.op == "call_module"
+            and isinstance(modules.get(node.target), VoltageHook)
+            and node.args
+            and isinstance(node.args[0], fx.Node)
+        }
+        if any(lam is None for lam in hooks.values()):  # plain ReLUs too: calibrate them on the images
+            fx_model = super().calibrate(converter, fx_model)
+        for target, lam in hooks.items():
+            if lam is not None:
+                hook = modules[target]
+                hook.scale = torch.tensor(float(lam), device=hook.scale.device)
+                hook.num_batches_tracked = 1
+        return fx_model
+
+
+def _qcfs_as_relu(ann: nn.Module) -> dict[str, float]:
+    """Replace every QCFS module of ``ann`` (in place) by ``nn.ReLU``; return each one's ``lambda`` by path."""
+    lambdas = {}
+    for name, module in list(ann.named_modules()):
+        if isinstance(module, QCFS):
+            lambdas[name] = float(module.threshold.detach().clamp_min(1e-3))
+            parent, _, leaf = name.rpartition(".")
+            setattr(ann.get_submodule(parent) if parent else ann, leaf, nn.ReLU())
+    return lambdas
+
+
 def convert(
     ann: nn.Module,
     calibration: Iterable[torch.Tensor],
@@ -201,6 +250,11 @@ def convert(
         neuron: ``"binary"`` or ``"ternary"``.
         v_init: initial membrane potential as a fraction of the threshold (0.5: half-threshold start).
 
+    A QCFS layer (:class:`~bundle.networks.qcfs.QCFS`) is not calibrated: its threshold is its trained
+    ``lambda`` (``mode`` and the images do not matter for it; ``channel_wise`` is refused). With
+    ``v_init=0.5`` the SNN at ``T = levels`` reproduces a QCFS layer fed a constant input exactly (a deep
+    network closely: later layers receive spikes, not constant currents).
+
     Returns:
         The SNN in single-step mode: call it T times on the same image (after
         ``spikingjelly.activation_based.functional.reset_net``) and average; or wrap it in
@@ -208,13 +262,19 @@ def convert(
     """
     _check_settings(mode, neuron, v_init)
     ann = copy.deepcopy(ann).eval()
+    lambdas = _qcfs_as_relu(ann)
+    if lambdas and as_bool(channel_wise, "channel_wise"):
+        raise ValueError("channel_wise does not apply to a QCFS network (one trained threshold per layer).")
+    if lambdas and float(v_init) != 0.5:
+        logger.warning(f"QCFS network converted with v_init={v_init}: its activations assume 0.5 (half threshold).")
     images = _GuardedCalibration(calibration, ann, isinstance(mode, str) and mode.endswith("%"))
-    recipe = _SharedCalibrationRecipe(
-        dataloader=images,
-        mode="Max" if isinstance(mode, str) and mode.lower() == "max" else mode,
-        channel_wise=as_bool(channel_wise, "channel_wise"),
-        neuron_factory=lambda _scale: make_neuron(neuron, 1.0, float(v_init)),
-    )
+    settings = {
+        "dataloader": images,
+        "mode": "Max" if isinstance(mode, str) and mode.lower() == "max" else mode,
+        "channel_wise": as_bool(channel_wise, "channel_wise"),
+        "neuron_factory": lambda _scale: make_neuron(neuron, 1.0, float(v_init)),
+    }
+    recipe = _QCFSRecipe(lambdas, **settings) if lambdas else _SharedCalibrationRecipe(**settings)
     snn = FXConverter(recipe, device=device).convert(ann)
     # torch's conv-BN fusion gives a bias-free conv a frozen bias (requires_grad=False): fine-tuning needs it
     for p in snn.parameters():

@@ -63,6 +63,11 @@ class _SoftResetIF(BaseNode):
         self.v = self.v_init * self.v_threshold
         self.set_reset_value("v", self.v)  # BaseNode registered v = 0.0
         self.kernel = "eager"  # inference step: "eager" or "compiled" (see bundle.spiking.kernels)
+        # training only (autograd step): a differentiable running sum of |spikes| and of neuron-steps, for a
+        # firing-rate penalty; off by default, reset by whoever reads it (SpikingSegmenter.spike_rate)
+        self.track_activity = False
+        self.activity_sum: torch.Tensor | float = 0.0
+        self.activity_steps = 0
 
     def _threshold(self, v: torch.Tensor) -> torch.Tensor:
         # a tensor, not a float: a compiled kernel would otherwise be specialised to each threshold value;
@@ -106,6 +111,12 @@ class _SoftResetIF(BaseNode):
             return state.clone() if state.requires_grad or self.store_v_seq else state
         return _SoftResetIF._tensor(state, like)
 
+    def _track(self, activity: torch.Tensor) -> None:
+        """Add ``activity`` (|spikes| of one step, still in the autograd graph) to the running sums."""
+        if self.track_activity:
+            self.activity_sum = self.activity_sum + activity.sum(dtype=torch.float32)
+            self.activity_steps += activity.numel()
+
     def extra_repr(self) -> str:
         return f"v_threshold={self.v_threshold}, v_init={self.v_init}, step_mode={self.step_mode}"
 
@@ -125,6 +136,7 @@ class IFNeuron(_SoftResetIF):
             return self._inference_step(x, states)
         h = self._tensor(states[0], x) + x
         spike = self.surrogate_function(h - self.v_threshold)
+        self._track(spike)
         reset = spike.detach() if self.detach_reset else spike
         return (spike,), (h - self.v_threshold * reset, *states[1:])
 
@@ -165,6 +177,7 @@ class GuardedTernaryIFNode(_SoftResetIF):
         pos = self.surrogate_function(h - self.v_threshold)
         neg = self.surrogate_function(-h - self.v_threshold) * (count > 0).to(h.dtype)
         spike = pos - neg
+        self._track(pos + neg)  # = |spike| (pos and neg never both fire), with a surrogate gradient for both
         reset = spike.detach() if self.detach_reset else spike
         return (spike,), (h - self.v_threshold * reset, count + spike.detach(), *states[2:])
 

@@ -55,27 +55,31 @@ def resumable(trainer: Engine, save_dir: str | Path, resume: bool = False, **obj
 
 class BestSoFar:
     """The validation best so far, kept across a resume: the evaluator's best metric and epoch, and the
-    record of each ``CheckpointSaver`` among ``handlers`` (without it, a resumed run's first validation
-    would overwrite the best checkpoint whatever its score)."""
+    ranking of each ``CheckpointSaver`` among ``handlers`` (without it, a resumed run's first validation
+    would overwrite the best checkpoint whatever its score).
+
+    The savers' ranking is rebuilt from the best metric through their public ``load_state_dict`` (ignite's
+    ``Checkpoint`` state format: ``{"_saved": [(priority, filename)]}``; MONAI's saver writes its fixed
+    file name whatever the entry's name), so nothing private is read.
+    """
 
     def __init__(self, evaluator: Engine, handlers: list | None = None):
         self.evaluator = evaluator
-        self.savers = [
-            h for h in handlers or [] if isinstance(h, CheckpointSaver) and h._key_metric_checkpoint is not None
-        ]
+        self.savers = [h for h in handlers or [] if isinstance(h, CheckpointSaver)]
 
     def state_dict(self) -> dict:
         return {
             "best_metric": self.evaluator.state.best_metric,
             "best_metric_epoch": self.evaluator.state.best_metric_epoch,
-            "savers": [s._key_metric_checkpoint.state_dict() for s in self.savers],
         }
 
     def load_state_dict(self, state: dict) -> None:
-        self.evaluator.state.best_metric = state["best_metric"]
+        best = state["best_metric"]
+        self.evaluator.state.best_metric = best
         self.evaluator.state.best_metric_epoch = state["best_metric_epoch"]
-        for saver, saved in zip(self.savers, state["savers"]):
-            saver.load_state_dict(saved)
+        if best is not None and state["best_metric_epoch"] > 0:
+            for saver in self.savers:
+                saver.load_state_dict({"_saved": [(float(best), "best")]})
 
 
 class RandomState:

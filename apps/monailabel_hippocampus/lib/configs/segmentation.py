@@ -1,13 +1,13 @@
 """What the app serves, read from ``--conf``: which of the bundle's models, from which files, at which T.
 
 Every ``--conf`` key of the app is listed in :data:`CONF_KEYS`. The sliding-window settings are not
-conf keys: they are read from the bundle's own ``configs/inference.json``, so the app and the batch
+conf keys: they are read from the bundle's own ``configs/inference.json`` by
+:func:`bundle.inference.settings.inference_settings`, as ``hippo-snn`` reads them, so the app and the batch
 inference cannot drift apart.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -16,7 +16,7 @@ from pathlib import Path
 from bundle.errors import InputError
 from bundle.inference.models import MODEL_FILES
 
-__all__ = ["BUNDLE_ROOT", "CONF_KEYS", "DEFAULT_MODELS", "ModelChoice", "inference_settings", "model_choices"]
+__all__ = ["BUNDLE_ROOT", "CONF_KEYS", "DEFAULT_MODELS", "ModelChoice", "model_choices"]
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +43,6 @@ CONF_KEYS = {
 }
 # keys that MONAI Label itself reads from --conf
 _MONAILABEL_KEYS = {"server_mode"}
-_SETTINGS = ("spatial_dims", "channels", "roi_size", "sw_batch_size", "overlap", "multi_step", "neuron_kernel")
 
 
 @dataclass(frozen=True)
@@ -95,14 +94,3 @@ def _timesteps(value: str | None) -> int | None:
     if steps < 1:
         raise InputError(f"--conf timesteps {value!r}: must be a whole number >= 1.")
     return steps
-
-
-def inference_settings(config_file: Path | None = None) -> dict:
-    """``spatial_dims``, ``channels``, ``roi_size``, ``sw_batch_size``, ``overlap``, ``multi_step`` and
-    ``neuron_kernel`` of the bundle's batch inference (``configs/inference.json``)."""
-    path = Path(config_file or BUNDLE_ROOT / "configs" / "inference.json")
-    try:
-        config = json.loads(path.read_text())
-        return {key: config[key] for key in _SETTINGS}
-    except (OSError, ValueError, KeyError) as e:
-        raise InputError(f"{path}: cannot read the bundle's inference settings ({type(e).__name__}: {e}).") from None

@@ -1,0 +1,99 @@
+"""The bundle as MONAI's own tools see it: workflow properties, the generic `evaluating` path, and configs
+without copied blocks or list-index overrides."""
+
+import json
+import os
+
+import nibabel as nib
+import numpy as np
+import pytest
+from conftest import REPO
+
+from bundle.data.synthetic import write_synthetic_dataset
+
+
+@pytest.fixture(scope="module")
+def crops(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synthetic")
+    return write_synthetic_dataset(root, num_cases=3, seed=1)
+
+
+@pytest.fixture()
+def in_repo():
+    cwd = os.getcwd()
+    os.chdir(REPO)
+    yield
+    os.chdir(cwd)
+
+
+def workflow(config, workflow_type, **overrides):
+    from monai.bundle import ConfigWorkflow
+
+    return ConfigWorkflow(
+        config_file=str(REPO / "configs" / config),
+        meta_file=str(REPO / "configs" / "metadata.json"),
+        workflow_type=workflow_type,
+        **overrides,
+    )
+
+
+def test_train_workflow_has_every_property(in_repo, tmp_path):
+    w = workflow("train.json", "train", output_dir=str(tmp_path), channels=[4, 8, 16, 32], synthetic_cases=4,
+                 val_fraction=0.25, num_workers=0)  # fmt: skip
+    w.initialize()
+    assert w.check_properties() == []
+    assert w.train_inferer is not None and w.max_epochs == 60 and w.trainer.state.max_epochs == 60
+
+
+def test_inference_workflow_has_every_property(in_repo, tmp_path, crops):
+    w = workflow("inference.json", "infer", dataset_dir=str(crops / "imagesTr"), output_dir=str(tmp_path), model="ann")
+    w.initialize()
+    assert w.check_properties() == []
+    assert len(w.dataset) == 3
+
+
+def test_generic_evaluating_writes_masks_in_the_input_geometry_and_never_over_them(in_repo, tmp_path, crops):
+    from monai.bundle.scripts import run
+
+    args = dict(config_file=str(REPO / "configs/inference.json"), bundle_root=str(REPO), model="ann",
+                dataset_dir=str(crops / "imagesTr"), output_dir=str(tmp_path))  # fmt: skip
+    run("evaluating", **args)
+    for image in sorted((crops / "imagesTr").glob("*.nii.gz")):
+        mask = nib.load(tmp_path / "evaluating" / image.name.replace(".nii.gz", "_seg.nii.gz"))
+        assert mask.shape == nib.load(image).shape
+        np.testing.assert_allclose(mask.affine, nib.load(image).affine, atol=1e-5)
+        assert set(np.unique(np.asarray(mask.dataobj))) <= {0, 1, 2}
+    before = {p: p.stat().st_mtime_ns for p in (tmp_path / "evaluating").iterdir()}
+    with pytest.raises(SystemExit) as e:
+        run("evaluating", **args)
+    assert "already holds masks" in str(e.value) and "\n" not in str(e.value)
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "evaluating").iterdir()} == before
+
+
+def _blocks(node, path=""):
+    """Every dict and list of at least 3 entries in a config, with where it is."""
+    if isinstance(node, dict):
+        if len(node) >= 3:
+            yield json.dumps(node, sort_keys=True), path
+        for k, v in node.items():
+            yield from _blocks(v, f"{path}#{k}")
+    elif isinstance(node, list):
+        if len(node) >= 3 and path != "#imports":
+            yield json.dumps(node, sort_keys=True), path
+        for i, v in enumerate(node):
+            yield from _blocks(v, f"{path}#{i}")
+
+
+@pytest.mark.parametrize("config", ["train.json", "inference.json", "multi_gpu_train.json", "train_snn_direct.json"])
+def test_no_block_is_written_twice(config):
+    seen = {}
+    for text, path in _blocks(json.loads((REPO / "configs" / config).read_text())):
+        assert text not in seen, f"{config}: {path} repeats {seen[text]}"
+        seen[text] = path
+
+
+def test_overrides_address_nothing_by_list_position():
+    for config in ("multi_gpu_train.json", "validate.json", "train_snn_direct.json", "evaluate.json"):
+        keys = json.loads((REPO / "configs" / config).read_text())
+        for key in keys:
+            assert not any(part.isdigit() for part in key.replace("::", "#").split("#")), f"{config}: {key}"
