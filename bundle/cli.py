@@ -45,9 +45,9 @@ def _parser() -> argparse.ArgumentParser:
         )  # fmt: skip
         q.add_argument("--patience", type=int, default=1, help="--adaptive stable: stable steps needed (default 1)")
         q.add_argument(
-            "--tolerance", type=float, default=0.0,
+            "--tolerance", type=float, default=1e-3,
             help="--adaptive stable: fraction of a window's voxels that may change class and still count as "
-            "stable (default 0)",
+            "stable (default 0.001: about 150 voxels of a 48x64x48 window)",
         )  # fmt: skip
         q.add_argument("--amp", action="store_true", help="mixed precision (bfloat16 on CPU, float16 on CUDA)")
         q.add_argument("--overwrite", action="store_true", help="replace existing outputs")

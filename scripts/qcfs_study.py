@@ -121,15 +121,20 @@ def snn_dice(snn: nn.Module, steps: list[int], cases, inferer, kernel: str = "co
     }
 
 
+def _tag(args) -> str:
+    """State keys of a fine-tuning variant (the default one has none, so earlier results stay valid)."""
+    return f"_lamlr{args.lambda_lr:g}" if args.lambda_lr else ""
+
+
 def finetune(
     levels: int, args, ann_path: str, calib, train_loader, cases, inferer, state: State, work: Path
 ) -> tuple[nn.Module, dict]:
     """Fine-tune the QCFS ANN with ``levels`` levels (resumable per epoch); return the best and its record."""
-    key = f"qcfs_L{levels}"
+    key = f"qcfs_L{levels}{_tag(args)}"
     record = state.get(key) or {"epochs": {}}
     channels = [int(c) for c in args.channels.split(",")]
     net = ConvertibleUNet(3, channels=channels, activation="qcfs", levels=levels)
-    ckpt = work / f"qcfs_L{levels}_last.pt"
+    ckpt = work / f"{key}_last.pt"
     if ckpt.is_file() and record["epochs"]:
         saved = torch.load(ckpt, map_location="cpu", weights_only=True)
         net.load_state_dict(saved["model"])
@@ -140,13 +145,17 @@ def finetune(
         d = summary(evaluate(net, cases, inferer)[0])
         record["epochs"] = {"0": d}
         log.info(f"[L={levels}] QCFS ANN before fine-tuning: mean Dice {d['mean_dice']:.4f}")
-        torch.save({"model": net.state_dict(), "epoch": 0}, work / f"qcfs_L{levels}_best.pt")
+        torch.save({"model": net.state_dict(), "epoch": 0}, work / f"{key}_best.pt")
         saved, start = None, 0
         state.put(key, record)
     lam = [p for n, p in net.named_parameters() if n.endswith(".threshold")]
     others = [p for n, p in net.named_parameters() if not n.endswith(".threshold")]
     optimizer = torch.optim.AdamW(
-        [{"params": others, "weight_decay": 1e-5}, {"params": lam, "weight_decay": 0.0}], lr=args.lr
+        [
+            {"params": others, "weight_decay": 1e-5},
+            {"params": lam, "weight_decay": 0.0, "lr": args.lambda_lr or args.lr},
+        ],
+        lr=args.lr,
     )
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.epochs)
     if saved is not None:
@@ -175,7 +184,7 @@ def finetune(
         )
         best = max(record["epochs"].values(), key=lambda r: r["mean_dice"])
         if d is best:
-            torch.save({"model": net.state_dict(), "epoch": epoch}, work / f"qcfs_L{levels}_best.pt")
+            torch.save({"model": net.state_dict(), "epoch": epoch}, work / f"{key}_best.pt")
         torch.save(
             {
                 "model": net.state_dict(),
@@ -187,7 +196,7 @@ def finetune(
         )
         state.put(key, record)
     best_epoch, best = max(record["epochs"].items(), key=lambda kv: kv[1]["mean_dice"])
-    net.load_state_dict(torch.load(work / f"qcfs_L{levels}_best.pt", map_location="cpu", weights_only=True)["model"])
+    net.load_state_dict(torch.load(work / f"{key}_best.pt", map_location="cpu", weights_only=True)["model"])
     record["best_epoch"] = int(best_epoch)
     record["ann"] = best
     record["thresholds"] = thresholds(net)
@@ -236,6 +245,8 @@ def main() -> None:
     ap.add_argument("--levels", default="4,8", help="comma-separated L values, run in this order")
     ap.add_argument("--epochs", type=int, default=4, help="QCFS fine-tuning epochs per L")
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--lambda_lr", type=float, default=0.0, help="learning rate of the thresholds (0: --lr)")
+    ap.add_argument("--name", default="qcfs_study", help="output files <out>/<name>.json and <name>_dice_vs_T.png")
     ap.add_argument("--amp", type=int, default=1, help="bfloat16 autocast for the QCFS fine-tuning (1/0)")
     ap.add_argument("--neuron", default="ternary")
     ap.add_argument("--kernel", default="compiled", help="neuron inference step: compiled or eager (same spikes)")
@@ -275,7 +286,7 @@ def main() -> None:
     train_loader = None
     result = {
         "command": "PYTHONPATH=. python scripts/qcfs_study.py "
-        + " ".join(f"--{k} {v}" for k, v in vars(args).items() if k != "fresh"),
+        + " ".join(f"--{k} {v}" for k, v in vars(args).items() if k not in ("fresh", "threads")),
         "date": time.strftime("%Y-%m-%d"),
         "cases": [Path(d["image"]).name for d in val],
         "settings": {
@@ -285,7 +296,7 @@ def main() -> None:
             "inferer": f"sliding window {roi}, overlap 0.25, gaussian",
             "relu_thresholds": f"99.9% layer-wise on {args.calibration_cases} training images",
             "qcfs_init": f"lambda = mean 99.9th percentile of each ReLU on {args.calibration_cases} training images",
-            "finetune": f"{args.epochs} epochs, AdamW lr {args.lr} cosine, batch {args.batch_size} of {args.patch} "
+            "finetune": f"{args.epochs} epochs, AdamW lr {args.lr} (thresholds {args.lambda_lr or args.lr}) cosine, batch {args.batch_size} of {args.patch} "
             f"patches, DiceCE, bfloat16 autocast {bool(args.amp)}; best epoch by validation Dice (epoch 0 included)",
         },
         "relu": {"ann": state.get("relu_ann")},
@@ -306,8 +317,8 @@ def main() -> None:
             state.put(relu_key, relu)
         log.info(f"ReLU ANN converted: {json.dumps({t: round(v['mean_dice'], 4) for t, v in relu['dice'].items()})}")
         result["relu"]["snn"] = relu
-        snn_key = f"qcfs_L{L}_snn_{args.neuron}_e{args.epochs}_T{','.join(map(str, steps_for[L]))}"
-        record = state.get(f"qcfs_L{L}")
+        snn_key = f"qcfs_L{L}{_tag(args)}_snn_{args.neuron}_e{args.epochs}_T{','.join(map(str, steps_for[L]))}"
+        record = state.get(f"qcfs_L{L}{_tag(args)}")
         done = record is not None and str(args.epochs) in record.get("epochs", {}) and "ann" in record
         if not done or state.get(snn_key) is None:
             if train_loader is None:
@@ -343,9 +354,13 @@ def main() -> None:
         }
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "qcfs_study.json").write_text(json.dumps(result, indent=1))
-        plot(result, out / "qcfs_dice_vs_T.png")
-    print(f"wrote {Path(args.out) / 'qcfs_study.json'} and {Path(args.out) / 'qcfs_dice_vs_T.png'}")
+        (out / f"{args.name}.json").write_text(json.dumps(result, indent=1))
+        plot(result, out / _png(args.name))
+    print(f"wrote {Path(args.out) / (args.name + '.json')} and {Path(args.out) / _png(args.name)}")
+
+
+def _png(name: str) -> str:
+    return "qcfs_dice_vs_T.png" if name == "qcfs_study" else f"{name}_dice_vs_T.png"
 
 
 if __name__ == "__main__":

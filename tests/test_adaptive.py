@@ -113,7 +113,7 @@ def test_cli_flags_and_model_loading():
     )
     assert (args.adaptive, args.patience, args.tolerance) == ("stable", 2, 1e-4)
     args = _parser().parse_args(["segment", "i", "o"])
-    assert (args.adaptive, args.patience, args.tolerance) == ("off", 1, 0.0)
+    assert (args.adaptive, args.patience, args.tolerance) == ("off", 1, 1e-3)
 
     from bundle.errors import InputError
     from bundle.inference.models import load_model

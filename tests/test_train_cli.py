@@ -1,6 +1,7 @@
 """The real `python -m monai.bundle run` CLI: a short ANN training on the synthetic default, and its errors."""
 
 import csv
+import importlib.util
 import os
 import signal
 import subprocess
@@ -45,7 +46,8 @@ def bundle_run(run_id: str, *args: str, configs=("configs/train.json",), timeout
 def trained(tmp_path_factory):
     """A three-stage run, and its loss histories as they were when it finished (later tests rerun stages)."""
     out = tmp_path_factory.mktemp("run")
-    proc = bundle_run("training", "--output_dir", str(out), *THREE_STAGES)
+    tracking = ["--tracking", "mlflow"] if importlib.util.find_spec("mlflow") else []  # the 'tracking' extra
+    proc = bundle_run("training", "--output_dir", str(out), *THREE_STAGES, *tracking)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     REFERENCE_HISTORY.update({stage: history(out, stage) for stage in ("ann", "finetune")})
     return out, proc
@@ -60,6 +62,19 @@ def test_training_writes_a_loadable_checkpoint(trained):
     assert "[ann] epoch 2/2" in log and "ETA" in log  # progress with ETA
     assert "val_dice_anterior" in log and "val_dice_posterior" in log
     assert any((out / "tensorboard" / "ann").iterdir())
+
+
+def test_mlflow_tracks_every_stage_with_spike_activity(trained):
+    """--tracking mlflow: one run per stage; the spiking stages log firing rate and energy per validation."""
+    mlflow = pytest.importorskip("mlflow", reason="mlflow is the 'tracking' extra: pip install -e '.[tracking]'")
+    out, _ = trained
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{out / 'mlruns.db'}")
+    runs = {r.info.run_name: r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])}
+    assert {"ann", "convert", "finetune"} <= set(runs)
+    assert {"train_loss", "val_mean_dice"} <= set(runs["ann"].data.metrics)
+    for stage in ("convert", "finetune"):
+        assert {"val_mean_dice", "val_firing_rate", "val_energy_uj", "val_energy_vs_ann"} <= set(runs[stage].data.metrics)
+    assert "train_loss" in runs["finetune"].data.metrics
 
 
 def test_validate_config_reloads_the_checkpoint(trained):

@@ -50,7 +50,7 @@ def load_model(
     kernel: str = "compiled",
     adaptive: str = "off",
     patience: int = 1,
-    tolerance: float = 0.0,
+    tolerance: float = 1e-3,
 ) -> tuple[nn.Module, dict]:
     """Load ``model`` (``"snn"``, ``"snn_converted"`` or ``"ann"``) in eval mode, and describe it.
 

@@ -26,6 +26,9 @@ SETTINGS = (
     "localize",
     "model",
     "timesteps",
+    "adaptive",
+    "patience",
+    "tolerance",
 )
 
 

@@ -9,7 +9,7 @@ from torch import nn
 
 from bundle.errors import InputError, require_file
 
-__all__ = ["checked_unet", "load_weights"]
+__all__ = ["checked_unet", "load_weights", "load_weights_if"]
 
 
 def load_weights(network: nn.Module, path: str | Path, made_by: str, device: torch.device | str = "cpu") -> nn.Module:
@@ -63,3 +63,14 @@ def _refuse_own_tensors(module: nn.Module, state: dict, prefix: str, *_) -> None
             "of this U-Net (the ANN, models/model_ann.pt). SNN checkpoints (models/model_snn_*.pt) load with "
             "bundle.inference.models.load_model('snn' or 'snn_converted', ckpt=PATH)."
         )
+
+
+def load_weights_if(
+    needed: bool, network: nn.Module, path: str | Path, made_by: str, device: torch.device | str = "cpu"
+) -> nn.Module | None:
+    """:func:`load_weights` when ``needed`` (e.g. the ANN as a distillation teacher), else ``None``.
+
+    A stage that can use a checkpoint but does not by default must not require its file.
+    """
+    return load_weights(network, path, made_by, device) if needed else None
+
