@@ -18,6 +18,7 @@ from bundle.training.distributed import SyncBuffers, require_shares
 SMALL = ["--channels", "[4,8,16,32]", "--num_workers", "0", "--synthetic_cases", "8", "--val_fraction", "0.25"]
 
 
+@pytest.mark.slow  # long (a whole run or export); kept out of CI for time: pytest -m slow
 def test_torchrun_two_processes_train_all_three_stages(tmp_path):
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]

@@ -307,6 +307,7 @@ def test_evaluate_writes_per_case_scores_summary_and_overlays(task04, tmp_path, 
     assert "metrics.csv: exists" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # long (a whole run or export); kept out of CI for time: pytest -m slow
 def test_export_ann_with_ckpt_export_and_snn_by_tracing(tmp_path):
     import torch
 

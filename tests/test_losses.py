@@ -88,7 +88,9 @@ def test_gradients_reach_every_parameter_with_both_levers(problem):
     value.backward()
     missing = [n for n, p in seg.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
     assert not missing, f"no gradient reached {missing}"
-    assert all(p.grad is None for p in ann.parameters()) and not ann.training  # the teacher stays frozen
+    teacher = loss.network.teacher
+    assert all(p.grad is None and not p.requires_grad for p in teacher.parameters()) and not teacher.training
+    assert all(p.requires_grad for p in ann.parameters())  # a frozen copy: the caller's ANN is left as it was
     assert not any(k.startswith("teacher") for k in seg.state_dict())  # what is saved is the segmenter alone
 
 

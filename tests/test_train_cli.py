@@ -200,6 +200,7 @@ def test_finetune_stage_trains_the_converted_snn(trained):
     assert info["timesteps"] == 2 and network(torch.rand(1, 1, 16, 16, 16)).shape == (1, 3, 16, 16, 16)
 
 
+@pytest.mark.slow  # long (a whole run or export); kept out of CI for time: pytest -m slow
 def test_direct_training_baseline_needs_no_ann(tmp_path):
     proc = bundle_run(
         "train_snn_direct",

@@ -24,6 +24,8 @@ no state-dict keys of its own to the segmenter's).
 
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn.functional as F
 from monai.losses import DiceCELoss, DiceLoss
@@ -58,14 +60,15 @@ def distillation(student: torch.Tensor, teacher: torch.Tensor, temperature: floa
 class WithTeacher(nn.Module):
     """``student(x)``; in training mode also the frozen ``teacher(x)``, kept as ``teacher_logits``.
 
-    The teacher is frozen (eval mode, no gradients) and stays in eval mode whatever ``train()`` says. Its
-    parameters are not the student's: give the optimiser the student's (``param_groups(segmenter, ...)``).
+    The teacher is a frozen copy (eval mode, no gradients; the caller's module, e.g. a config's shared
+    ``network_def``, is left as it was) and stays in eval mode whatever ``train()`` says. Its parameters
+    are not the student's: give the optimiser the student's (``param_groups(segmenter, ...)``).
     """
 
     def __init__(self, student: nn.Module, teacher: nn.Module):
         super().__init__()
         self.student = student
-        self.teacher = teacher.eval().requires_grad_(False)
+        self.teacher = copy.deepcopy(teacher).eval().requires_grad_(False)
         self.teacher_logits: torch.Tensor | None = None
 
     def train(self, mode: bool = True) -> WithTeacher:
