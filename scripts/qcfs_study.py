@@ -18,9 +18,13 @@ anterior and posterior Dice (as MONAI's MeanDice without background).
 Resumable: every finished piece (each epoch's checkpoint and Dice, each SNN evaluation) is kept under
 ``--work``; rerunning skips it. Writes ``<out>/qcfs_study.json`` and ``<out>/qcfs_dice_vs_T.png``.
 
-Usage (the numbers in docs/qcfs_study.json):
+Usage (the numbers in docs/qcfs_study.json, then docs/qcfs_study_lambda_lr.json: thresholds at 10x the
+learning rate; the second run reuses the first's ReLU results from --work). One thread (``--threads 1``,
+the default) is several times faster than two on a CPU shared with other jobs:
     PYTHONPATH=. python scripts/qcfs_study.py --ann models/model_ann.pt \\
-        --dataset_dir ../shared/data/Task04_Hippocampus --levels 4,8 --epochs 4
+        --dataset_dir ../shared/data/Task04_Hippocampus --levels 4,8 --epochs 3
+    PYTHONPATH=. python scripts/qcfs_study.py --ann models/model_ann.pt \\
+        --dataset_dir ../shared/data/Task04_Hippocampus --levels 4,8 --epochs 3 --lambda_lr 0.01 --name qcfs_study_lambda_lr
 """
 
 from __future__ import annotations
