@@ -28,31 +28,31 @@ def _parser() -> argparse.ArgumentParser:
 
     def common(q: argparse.ArgumentParser) -> None:
         q.add_argument(
-            "--model", default="snn", choices=["snn", "snn_converted", "ann"], help="default: the fine-tuned SNN"
+            "--model", default=None, choices=["snn", "snn_converted", "ann"], help="default: the fine-tuned SNN"
         )
         q.add_argument("--ckpt", default=None, help="checkpoint file instead of the shipped one in models/")
         q.add_argument("--timesteps", type=int, default=None, help="SNN timesteps (default: the model's own)")
         q.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
-        q.add_argument("--roi-size", type=int, nargs=3, default=[48, 64, 48], help="sliding-window size")
+        q.add_argument("--roi-size", type=int, nargs=3, default=None, help="sliding-window size (default 48 64 48)")
         q.add_argument(
-            "--kernel", default="compiled", choices=["compiled", "eager"],
+            "--kernel", default=None, choices=["compiled", "eager"],
             help="SNN neuron step: one compiled kernel (default; eager where compiling fails) or op by op",
         )  # fmt: skip
         q.add_argument(
-            "--adaptive", default="off", choices=["off", "stable"],
+            "--adaptive", default=None, choices=["off", "stable"],
             help="SNN timesteps per window: off (default: always T) or stable (stop a window once its class map "
             "has not changed for --patience steps; --timesteps is then the maximum)",
         )  # fmt: skip
-        q.add_argument("--patience", type=int, default=1, help="--adaptive stable: stable steps needed (default 1)")
+        q.add_argument("--patience", type=int, default=None, help="--adaptive stable: stable steps needed (default 1)")
         q.add_argument(
-            "--tolerance", type=float, default=1e-3,
+            "--tolerance", type=float, default=None,
             help="--adaptive stable: fraction of a window's voxels that may change class and still count as "
             "stable (default 0.001: about 150 voxels of a 48x64x48 window)",
         )  # fmt: skip
         q.add_argument("--amp", action="store_true", help="mixed precision (bfloat16 on CPU, float16 on CUDA)")
         q.add_argument("--overwrite", action="store_true", help="replace existing outputs")
         q.add_argument(
-            "--localize", default="auto", choices=["auto", "on", "off"],
+            "--localize", default=None, choices=["auto", "on", "off"],
             help="find both hippocampi in a whole head first: auto (default: decided per image from its field "
             "of view), on, off",
         )  # fmt: skip
@@ -98,8 +98,29 @@ def _energy(summary: dict) -> str:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
+# options whose defaults are configs/inference.json's (bundle.inference.settings), read after parsing so that
+# `hippo-snn --help` answers at once
+_FROM_SETTINGS = {
+    "model": "model", "roi_size": "roi_size", "kernel": "neuron_kernel", "adaptive": "adaptive",
+    "patience": "patience", "tolerance": "tolerance", "localize": "localize",
+}  # fmt: skip
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line, with every option left out taken from the bundle's inference settings."""
     args = _parser().parse_args(argv)
+    from bundle.inference.settings import inference_settings
+
+    settings = inference_settings()
+    for option, key in _FROM_SETTINGS.items():
+        if getattr(args, option) is None:
+            setattr(args, option, settings[key])
+    args.settings = settings
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     warnings.filterwarnings("ignore", category=FutureWarning)  # MONAI deprecation notes are not for end users
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s", stream=sys.stderr, force=True
@@ -118,8 +139,11 @@ def main(argv: list[str] | None = None) -> int:
         network, info = load_model(
             args.model, ckpt=args.ckpt, timesteps=args.timesteps, device=device, kernel=args.kernel,
             adaptive=args.adaptive, patience=args.patience, tolerance=args.tolerance,
+            spatial_dims=args.settings["spatial_dims"], channels=args.settings["channels"],
+            multi_step=args.settings["multi_step"],
         )  # fmt: skip
-        inferer = make_inferer(3, args.roi_size)
+        s = args.settings
+        inferer = make_inferer(s["spatial_dims"], args.roi_size, s["sw_batch_size"], s["overlap"])
         if args.command == "segment":
             report = segment_folder(
                 args.input_dir,

@@ -5,6 +5,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 TASK04 = Path(__import__("os").environ.get("TASK04_DIR", REPO.parent / "shared" / "data" / "Task04_Hippocampus"))
@@ -16,6 +17,16 @@ def task04() -> Path:
     if not (TASK04 / "dataset.json").is_file():
         pytest.skip(f"real Task04 data not found at {TASK04} (set TASK04_DIR)")
     return TASK04
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """For modules of tiny networks (``pytestmark = pytest.mark.usefixtures("one_thread")``): one torch thread
+    is as fast for them, and two spin-wait badly on a busy 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def write_nifti(path: Path, array: np.ndarray, affine=None) -> Path:

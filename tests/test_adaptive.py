@@ -3,20 +3,13 @@
 import pytest
 import torch
 
-from bundle.cli import _parser
+from bundle.cli import parse_args
 from bundle.networks import ConvertibleUNet
 from bundle.spiking.activity import ActivityMonitor
 from bundle.spiking.conversion import convert, one_at_a_time
 from bundle.spiking.segmenter import SpikingSegmenter
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny networks: one thread is as fast, and two spin-wait badly on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny networks (conftest.py)
 
 
 @pytest.fixture(scope="module")
@@ -108,11 +101,9 @@ def test_bad_settings(snn_and_x):
 
 
 def test_cli_flags_and_model_loading():
-    args = _parser().parse_args(
-        ["evaluate", "d", "o", "--adaptive", "stable", "--patience", "2", "--tolerance", "1e-4"]
-    )
+    args = parse_args(["evaluate", "d", "o", "--adaptive", "stable", "--patience", "2", "--tolerance", "1e-4"])
     assert (args.adaptive, args.patience, args.tolerance) == ("stable", 2, 1e-4)
-    args = _parser().parse_args(["segment", "i", "o"])
+    args = parse_args(["segment", "i", "o"])  # defaults: configs/inference.json's
     assert (args.adaptive, args.patience, args.tolerance) == ("off", 1, 1e-3)
 
     from bundle.errors import InputError
@@ -126,3 +117,14 @@ def test_cli_flags_and_model_loading():
     assert adaptive_settings(SpikingSegmenter(network.snn, 4)) == {}  # off: the fingerprint stays as it was
     with pytest.raises(InputError, match="patience"):
         load_model("snn", adaptive="stable", patience=0)
+
+
+def test_an_adaptive_model_exports_as_fixed_T(snn_and_x, tmp_path):
+    from bundle.inference.export import export_snn
+
+    snn, x = snn_and_x
+    path = export_snn(SpikingSegmenter(snn, 4, adaptive="stable", tolerance=0.5), tmp_path / "snn.ts", (16, 16, 16))
+    with torch.no_grad():
+        exported = torch.jit.load(str(path))(x[:1])
+        fixed = SpikingSegmenter(snn, 4).eval()(x[:1])
+    torch.testing.assert_close(exported, fixed, atol=1e-5, rtol=0)

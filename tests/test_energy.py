@@ -15,13 +15,7 @@ from bundle.spiking.segmenter import SpikingSegmenter
 ROI = (16, 16, 16)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny networks: one thread is as fast, and two spin-wait badly on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny networks (conftest.py)
 
 
 @pytest.fixture(scope="module")

@@ -14,14 +14,7 @@ from bundle.spiking.conversion import convert, learnable_scales, one_at_a_time, 
 from bundle.spiking.segmenter import SpikingSegmenter
 from bundle.training.losses import WithTeacher, distillation, finetune_loss
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny networks: one thread is as fast, and two spin-wait badly on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny networks (conftest.py)
 
 
 @pytest.fixture(scope="module")
