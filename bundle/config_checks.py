@@ -122,6 +122,8 @@ RULES: dict[str, Callable[[Any], str | None]] = {
     "amp": _boolean,
     "activation": _choice("relu", "qcfs"),
     "levels": _whole(1),
+    "qcfs_init_percentile": _number(0.0, 100.0, high_open=False),
+    "qcfs_threshold_learning_rate": _optional(_number(0.0)),
     "finetune_amp": _boolean,
     "device": _device,
     # conversion

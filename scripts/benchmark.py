@@ -200,7 +200,8 @@ def _median_step(step, device, warmup: int, steps: int) -> float:
 def training_table(args, volumes, device) -> dict:
     """Seconds per optimiser step (batch ``--batch_size`` of 32x48x32 patches) and per calibration image."""
     from monai.losses import DiceCELoss, DiceLoss
-    from bundle.spiking.conversion import convert, learnable_scales, one_at_a_time, param_groups
+    from bundle.spiking.conversion import convert, one_at_a_time
+    from bundle.training.finetune import learnable_scales, param_groups
     from bundle.spiking.segmenter import SpikingSegmenter
 
     torch.manual_seed(0)

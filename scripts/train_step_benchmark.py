@@ -22,9 +22,10 @@ import torch
 
 from bundle.networks import ConvertibleUNet
 from bundle.networks.precision import MixedPrecision
-from bundle.spiking.conversion import convert, learnable_scales, param_groups
+from bundle.spiking.conversion import convert
 from bundle.spiking.neurons import set_surrogate
 from bundle.spiking.segmenter import SpikingSegmenter
+from bundle.training.finetune import learnable_scales, param_groups
 
 
 def step_times(network, loss_fn, optimizer, x, y, steps: int) -> list[float]:

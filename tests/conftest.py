@@ -1,5 +1,6 @@
 """Shared fixtures: where the real Task04 cases live, and a small NIfTI writer."""
 
+import json
 from pathlib import Path
 
 import nibabel as nib
@@ -17,6 +18,29 @@ def task04() -> Path:
     if not (TASK04 / "dataset.json").is_file():
         pytest.skip(f"real Task04 data not found at {TASK04} (set TASK04_DIR)")
     return TASK04
+
+
+REAL_DATA = (TASK04 / "dataset.json").is_file()
+
+
+@pytest.fixture(scope="session")
+def decathlon(tmp_path_factory) -> Path:
+    """Task04 where it is present, else synthetic cases in its layout and under its case names
+    (``hippocampus_001`` ...): for tests of the pipeline, not of the anatomy. Anatomy checks (a trained
+    model's Dice) run only where ``REAL_DATA``."""
+    if REAL_DATA:
+        return TASK04
+    from bundle.data.synthetic import write_synthetic_dataset
+
+    root = write_synthetic_dataset(tmp_path_factory.mktemp("decathlon"), num_cases=6, seed=0)
+    manifest = json.loads((root / "dataset.json").read_text())
+    for i, pair in enumerate(manifest["training"], start=1):
+        for key in ("image", "label"):
+            old = root / pair[key]
+            pair[key] = pair[key].replace(old.name, f"hippocampus_{i:03d}.nii.gz")
+            old.rename(root / pair[key])
+    (root / "dataset.json").write_text(json.dumps(manifest))
+    return root
 
 
 @pytest.fixture(scope="module")

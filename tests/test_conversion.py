@@ -7,7 +7,8 @@ from torch import nn
 from bundle.errors import InputError
 from bundle.networks import ConvertibleUNet
 from bundle.spiking.activity import E_AC_PJ, E_MAC_PJ, ActivityMonitor, dense_macs
-from bundle.spiking.conversion import convert, load_snn, one_at_a_time, output_threshold, save_snn
+from bundle.spiking.checkpoint import load_snn, save_snn
+from bundle.spiking.conversion import convert, one_at_a_time, output_threshold
 from bundle.spiking.neurons import GuardedTernaryIFNode, IFNeuron
 from bundle.spiking.segmenter import SpikingSegmenter
 
@@ -101,6 +102,49 @@ def test_checkpoint_roundtrip(tmp_path):
         load_snn(ConvertibleUNet(3, channels=(4, 8, 32)), path)
     with pytest.raises(InputError, match="run the 'convert' stage first"):
         load_snn(ConvertibleUNet(3, channels=(4, 8, 16)), tmp_path / "missing.pt")
+
+
+def test_loading_a_checkpoint_runs_no_calibration_and_reads_the_file_once(tmp_path, monkeypatch):
+    from bundle.spiking import calibration, checkpoint
+
+    ann, x = _ann(3)
+    snn = convert(ann, one_at_a_time([x]), mode="99.9%", neuron="ternary")
+    path = save_snn(
+        snn,
+        tmp_path / "snn.pt",
+        {
+            "neuron": "ternary",
+            "v_init": 0.5,
+            "channel_wise": False,
+            "spatial_dims": 3,
+            "channels": [4, 8, 16],
+            "timesteps": 4,
+        },
+    )
+
+    def no_calibration(*_args, **_kwargs):
+        raise AssertionError("a checkpoint load calibrated the network")
+
+    reads = []
+    real_load = torch.load
+    monkeypatch.setattr(calibration.SharedCalibrationRecipe, "calibrate", no_calibration)
+    monkeypatch.setattr(torch, "load", lambda *a, **k: reads.append(a[0]) or real_load(*a, **k))
+    rebuilt, _ = checkpoint.load_snn(None, path)  # the U-Net comes from the settings
+    assert reads == [path]
+    with torch.no_grad():
+        assert torch.equal(SpikingSegmenter(snn, 4)(x), SpikingSegmenter(rebuilt, 4)(x))
+
+
+def test_a_file_that_is_not_an_snn_checkpoint_is_named_in_one_line(tmp_path):
+    from bundle.spiking.checkpoint import read
+
+    garbage, ann_file = tmp_path / "garbage.pt", tmp_path / "ann.pt"
+    garbage.write_bytes(b"not a checkpoint")
+    torch.save({"model": {}}, ann_file)
+    with pytest.raises(InputError, match=r"garbage.pt: not a readable checkpoint"):
+        read(garbage)
+    with pytest.raises(InputError, match=r"ann.pt: not an SNN checkpoint of this bundle"):
+        read(ann_file)
 
 
 def test_percentile_calibration_refuses_oversized_images_clearly():

@@ -42,9 +42,9 @@ def test_flat_folder(tmp_path):
     assert [p["label"].rsplit("/", 1)[-1] for p in pairs] == ["c0_seg.nii.gz", "c1_seg.nii.gz"]
 
 
-def test_real_task04_lists_all_cases(task04):
-    pairs = find_pairs(task04)
-    assert len(pairs) == len(json.loads((task04 / "dataset.json").read_text())["training"])
+def test_a_decathlon_folder_lists_all_cases(decathlon):
+    pairs = find_pairs(decathlon)
+    assert len(pairs) == len(json.loads((decathlon / "dataset.json").read_text())["training"])
 
 
 def test_missing_dataset_dir(tmp_path):

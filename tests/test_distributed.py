@@ -12,7 +12,8 @@ from conftest import REPO
 
 from bundle.errors import InputError
 from bundle.networks import ConvertibleUNet
-from bundle.spiking.conversion import convert, load_snn
+from bundle.spiking.checkpoint import load_snn
+from bundle.spiking.conversion import convert
 from bundle.training.distributed import SyncBuffers, require_shares
 
 SMALL = ["--channels", "[4,8,16,32]", "--num_workers", "0", "--synthetic_cases", "8", "--val_fraction", "0.25"]

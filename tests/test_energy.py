@@ -76,8 +76,8 @@ def test_summary_per_window_agrees_with_totals(networks):
     assert per_window["ann_energy_uj"] * 2 == pytest.approx(totals["ann_energy_uj"])
 
 
-def test_volumes_csv_and_metrics_csv_account_every_model(task04, tmp_path):
-    """The shipped ANN and SNN on one real case: same window, same ANN-equivalent energy, ratio in a column."""
+def test_volumes_csv_and_metrics_csv_account_every_model(decathlon, tmp_path):
+    """The shipped ANN and SNN on one Task04-sized case: same window, same ANN-equivalent energy, ratio in a column."""
     from bundle.inference.evaluate import evaluate_folder
     from bundle.inference.inferers import make_inferer
     from bundle.inference.models import load_model
@@ -85,7 +85,7 @@ def test_volumes_csv_and_metrics_csv_account_every_model(task04, tmp_path):
 
     case = "hippocampus_001"
     (tmp_path / "in").mkdir()
-    (tmp_path / "in" / f"{case}.nii.gz").write_bytes((task04 / "imagesTr" / f"{case}.nii.gz").read_bytes())
+    (tmp_path / "in" / f"{case}.nii.gz").write_bytes((decathlon / "imagesTr" / f"{case}.nii.gz").read_bytes())
     inferer = make_inferer(3, [48, 64, 48])
     rows = {}
     for model, kwargs in (("ann", {}), ("snn", {"timesteps": 2, "kernel": "eager"})):
@@ -105,7 +105,7 @@ def test_volumes_csv_and_metrics_csv_account_every_model(task04, tmp_path):
     data = tmp_path / "data"
     for sub in ("images", "labels"):
         (data / sub).mkdir(parents=True)
-        (data / sub / f"{case}.nii.gz").write_bytes((task04 / f"{sub}Tr" / f"{case}.nii.gz").read_bytes())
+        (data / sub / f"{case}.nii.gz").write_bytes((decathlon / f"{sub}Tr" / f"{case}.nii.gz").read_bytes())
     network, info = load_model("ann")
     summary = evaluate_folder(data, tmp_path / "eval", network, inferer, info, overlays=0, progress=False)
     metrics = next(csv.DictReader((tmp_path / "eval" / "metrics.csv").open()))

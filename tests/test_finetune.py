@@ -59,7 +59,8 @@ def test_one_epoch_of_spiking_training_lowers_the_loss():
 def test_learnable_scales_train_and_keep_the_checkpoint_format(tmp_path):
     from spikingjelly.activation_based.ann2snn.modules import VoltageScaler
 
-    from bundle.spiking.conversion import learnable_scales, load_snn, save_finetuned
+    from bundle.spiking.checkpoint import load_snn
+    from bundle.training.finetune import learnable_scales, save_finetuned
 
     ann, x, y = _problem()
     snn = convert(ann, one_at_a_time([x]), neuron="ternary")

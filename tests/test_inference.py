@@ -11,7 +11,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from conftest import REPO, write_nifti
+from conftest import REAL_DATA, REPO, write_nifti
 
 from bundle.cli import main
 from bundle.inference.inferers import make_inferer
@@ -27,11 +27,11 @@ def ann():
 
 
 @pytest.fixture
-def real_images(task04, tmp_path) -> Path:
+def real_images(decathlon, tmp_path) -> Path:
     folder = tmp_path / "in"
     folder.mkdir()
     for case in CASES:
-        (folder / f"{case}.nii.gz").write_bytes((task04 / "imagesTr" / f"{case}.nii.gz").read_bytes())
+        (folder / f"{case}.nii.gz").write_bytes((decathlon / "imagesTr" / f"{case}.nii.gz").read_bytes())
     return folder
 
 
@@ -44,7 +44,7 @@ def segment(ann, src, dst, **kw):
     return segment_folder(src, dst, network, make_inferer(3, [48, 64, 48]), info, progress=False, **kw)
 
 
-def test_real_cases_give_masks_in_their_own_geometry_and_volumes(ann, real_images, task04, tmp_path):
+def test_real_cases_give_masks_in_their_own_geometry_and_volumes(ann, real_images, decathlon, tmp_path):
     report = segment(ann, real_images, tmp_path / "out")
     assert report.failed == 0 and report.count("ok") == 2
     rows = {r["case"]: r for r in csv.DictReader((tmp_path / "out" / "volumes.csv").open())}
@@ -55,13 +55,29 @@ def test_real_cases_give_masks_in_their_own_geometry_and_volumes(ann, real_image
         np.testing.assert_allclose(mask.affine, image.affine, atol=1e-4)
         assert mask.get_data_dtype() == np.uint8
         m = np.asanyarray(mask.dataobj)
-        assert set(np.unique(m)) == {0, 1, 2}
-        truth = np.asanyarray(nib.load(task04 / "labelsTr" / f"{case}.nii.gz").dataobj).round()
-        assert dice(m, truth) > 0.75  # the shipped ANN scores 0.88 on average
+        assert set(np.unique(m)) <= {0, 1, 2}
+        if REAL_DATA:  # anatomy: only on real Task04 (the synthetic stand-ins teach no anatomy)
+            truth = np.asanyarray(nib.load(decathlon / "labelsTr" / f"{case}.nii.gz").dataobj).round()
+            assert set(np.unique(m)) == {0, 1, 2}
+            assert dice(m, truth) > 0.75  # the shipped ANN scores 0.88 on average
         voxel = abs(np.linalg.det(image.affine[:3, :3]))
         assert float(rows[case]["anterior_mm3"]) == pytest.approx((m == 1).sum() * voxel, rel=1e-3)
         assert float(rows[case]["posterior_mm3"]) == pytest.approx((m == 2).sum() * voxel, rel=1e-3)
         assert rows[case]["status"] == "ok"
+
+
+def test_each_image_is_read_once(ann, real_images, tmp_path, monkeypatch):
+    import SimpleITK as sitk
+
+    reads = []
+    nib_load, sitk_read = nib.load, sitk.ReadImage
+    monkeypatch.setattr(nib, "load", lambda path, *a, **k: reads.append(Path(path).name) or nib_load(path, *a, **k))
+    monkeypatch.setattr(sitk, "ReadImage", lambda path, *a, **k: reads.append(Path(path).name) or sitk_read(path, *a, **k))
+    nrrd = real_images / "as_nrrd.nrrd"
+    sitk.WriteImage(sitk_read(str(real_images / f"{CASES[1]}.nii.gz")), str(nrrd))
+    report = segment(ann, real_images, tmp_path / "out")
+    assert report.count("ok") == 3
+    assert sorted(reads) == sorted([f"{CASES[0]}.nii.gz", f"{CASES[1]}.nii.gz", "as_nrrd.nrrd"])
 
 
 def test_reoriented_and_resampled_copy_agrees_with_the_original(ann, real_images, tmp_path):
@@ -282,23 +298,26 @@ def test_bundle_config_segments_with_the_default_spiking_model(real_images, tmp_
     assert float(ok[0]["anterior_mm3"]) > 500 and float(ok[0]["posterior_mm3"]) > 500
 
 
-def test_evaluate_writes_per_case_scores_summary_and_overlays(task04, tmp_path, capsys):
+def test_evaluate_writes_per_case_scores_summary_and_overlays(decathlon, tmp_path, capsys):
     data = tmp_path / "data"
     for case in CASES:
         for sub in ("images", "labels"):
             (data / sub).mkdir(parents=True, exist_ok=True)
-            src = task04 / f"{sub}Tr" / f"{case}.nii.gz"
+            src = decathlon / f"{sub}Tr" / f"{case}.nii.gz"
             (data / sub / f"{case}.nii.gz").write_bytes(src.read_bytes())
     out = tmp_path / "eval"
     assert main(["evaluate", str(data), str(out), "--model", "ann", "--quiet", "--overlays", "1"]) == 0
     rows = list(csv.DictReader((out / "metrics.csv").open()))
     assert [r["case"] for r in rows] == CASES
     for r in rows:
-        assert float(r["dice_anterior"]) > 0.7 and float(r["dice_posterior"]) > 0.7
-        assert 0 <= float(r["hd95_anterior_mm"]) < 10
-        assert float(r["anterior_mm3_true"]) > 0 and float(r["posterior_mm3_pred"]) > 0
+        assert float(r["anterior_mm3_true"]) > 0 and 0 <= float(r["dice_anterior"]) <= 1
+        if REAL_DATA:  # anatomy: only on real Task04
+            assert float(r["dice_anterior"]) > 0.7 and float(r["dice_posterior"]) > 0.7
+            assert 0 <= float(r["hd95_anterior_mm"]) < 10 and float(r["posterior_mm3_pred"]) > 0
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["cases_ok"] == 2 and summary["mean_dice"] > 0.7
+    assert summary["cases_ok"] == 2 and 0 <= summary["mean_dice"] <= 1
+    if REAL_DATA:
+        assert summary["mean_dice"] > 0.7
     assert (out / "overlays" / f"{CASES[0]}.png").stat().st_size > 10_000
     assert not (out / "overlays" / f"{CASES[1]}.png").exists()
     assert (out / "masks" / f"{CASES[1]}.nii.gz").is_file()
@@ -353,11 +372,11 @@ def test_interrupted_runs_redo_their_unfinished_mask_and_names_never_mix(ann, re
     assert len(rows) == 2
 
 
-def test_evaluate_refuses_labels_off_the_image_grid_or_with_other_values(task04, tmp_path, capsys):
+def test_evaluate_refuses_labels_off_the_image_grid_or_with_other_values(decathlon, tmp_path, capsys):
     data = tmp_path / "data"
     case = CASES[0]
-    image = nib.load(task04 / "imagesTr" / f"{case}.nii.gz")
-    label = np.asanyarray(nib.load(task04 / "labelsTr" / f"{case}.nii.gz").dataobj).astype(np.uint8)
+    image = nib.load(decathlon / "imagesTr" / f"{case}.nii.gz")
+    label = np.asanyarray(nib.load(decathlon / "labelsTr" / f"{case}.nii.gz").dataobj).astype(np.uint8)
     shifted = image.affine.copy()
     shifted[:3, 3] += 5.0  # the label lies 5 mm away from its image
     cases = {"shifted": (label, shifted), "values": (np.where(label == 2, 3, label).astype(np.uint8), image.affine)}

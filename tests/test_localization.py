@@ -200,8 +200,8 @@ def test_auto_decides_from_the_field_of_view(tmp_path, size, spacing, kind):
     assert "field of view" in fov.reason and fov.reason.split(":")[0].endswith(" mm")
 
 
-def test_auto_on_a_real_task04_crop(task04):
-    fov = field_of_view(next((task04 / "imagesTr").glob("*.nii.gz")))
+def test_auto_on_a_task04_crop(decathlon):
+    fov = field_of_view(next((decathlon / "imagesTr").glob("*.nii.gz")))
     assert fov.kind == "crop" and not fov.localize
 
 

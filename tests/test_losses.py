@@ -10,8 +10,9 @@ from monai.losses import DiceCELoss, DiceLoss
 from bundle.errors import InputError
 from bundle.networks import ConvertibleUNet
 from bundle.networks.precision import MixedPrecision
-from bundle.spiking.conversion import convert, learnable_scales, one_at_a_time, param_groups
+from bundle.spiking.conversion import convert, one_at_a_time
 from bundle.spiking.segmenter import SpikingSegmenter
+from bundle.training.finetune import learnable_scales, param_groups
 from bundle.training.losses import WithTeacher, distillation, finetune_loss
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny networks (conftest.py)

@@ -9,7 +9,8 @@ from bundle.networks import ConvertibleUNet
 from bundle.networks.checkpoint import load_weights
 from bundle.networks.precision import MixedPrecision
 from bundle.networks.qcfs import QCFS, init_from_relu, percentile_thresholds, set_thresholds, thresholds
-from bundle.spiking.conversion import convert, load_snn, one_at_a_time, save_snn
+from bundle.spiking.checkpoint import load_snn, save_snn
+from bundle.spiking.conversion import convert, one_at_a_time
 from bundle.spiking.neurons import GuardedTernaryIFNode, IFNeuron
 from bundle.spiking.segmenter import SpikingSegmenter
 
@@ -199,3 +200,34 @@ def test_init_from_relu(tmp_path):
     assert float(torch.corrcoef(torch.stack([a.flatten(), b.flatten()]))[0, 1]) > 0.95
     with pytest.raises(InputError, match="does not fit"):
         init_from_relu(ConvertibleUNet(3, channels=(4, 16), activation="qcfs"), path, [x[:1]])
+
+
+def test_train_config_starts_a_qcfs_ann_from_a_relu_checkpoint_with_its_own_threshold_rate(decathlon, tmp_path):
+    """``qcfs_init_ckpt``: the ANN stage's network is the ReLU ANN's weights with percentile thresholds;
+    ``qcfs_threshold_learning_rate``: the thresholds get their own optimizer group."""
+    from monai.bundle import ConfigParser
+
+    from conftest import REPO
+
+    relu = ConvertibleUNet(3, 1, 3, (4, 8, 16))
+    ckpt = tmp_path / "relu.pt"
+    torch.save({"model": relu.state_dict()}, ckpt)
+    parser = ConfigParser()
+    parser.read_config(str(REPO / "configs" / "train.json"))
+    parser.update({"dataset_dir": str(decathlon), "output_dir": str(tmp_path / "out"), "channels": [4, 8, 16],
+                   "activation": "qcfs", "levels": 4, "qcfs_init_ckpt": str(ckpt), "calibration_cases": 2,
+                   "num_workers": 0, "qcfs_threshold_learning_rate": 0.01, "device": "cpu"})  # fmt: skip
+    network = parser.get_parsed_content("network")
+    started = {k: v for k, v in network.state_dict().items() if not k.endswith(".threshold")}
+    assert all(torch.equal(v, relu.state_dict()[k]) for k, v in started.items())
+    lambdas = thresholds(network)
+    assert len(lambdas) == sum(isinstance(m, nn.ReLU) for m in relu.modules())
+    assert all(v != pytest.approx(8.0) and v > 0 for v in lambdas.values())  # percentiles, not the default
+    groups = parser.get_parsed_content("optimizer").param_groups
+    assert [g["lr"] for g in groups] == [pytest.approx(3e-3), pytest.approx(0.01)]
+    assert len(groups[1]["params"]) == len(lambdas)
+
+    parser.update({"activation": "relu"})
+    parser.parse(True)
+    with pytest.raises(SystemExit, match="^error: qcfs_init_ckpt .*relu.pt: starts a QCFS network; set activation qcfs"):
+        parser.get_parsed_content("network")

@@ -86,14 +86,6 @@ def test_validate_config_reloads_the_checkpoint(trained):
     assert (out / "eval_ann" / "val_mean_dice_raw.csv").is_file()
 
 
-@pytest.mark.parametrize(
-    "run_id, configs, missing, made_by",
-    [
-        ("validate_ann", ("configs/train.json", "configs/validate.json"), "model_ann.pt", "train_ann"),
-        ("convert", ("configs/train.json",), "model_ann.pt", "train_ann"),
-        ("finetune_snn", ("configs/train.json",), "model_snn_converted.pt", "convert"),
-    ],
-)
 def bundle_run_here(run_id: str, *args: str, configs=("configs/train.json",)) -> str:
     """``monai.bundle run`` in this process (the same workflow, without a new interpreter's start-up); the
     one-line error it exits with. For runs that must stop before doing anything."""
@@ -141,7 +133,7 @@ def test_bad_dataset_dir_is_one_clear_line(tmp_path, case):
 
 def test_convert_stage_saves_an_snn_and_evaluates_it(trained):
     out, proc = trained  # the three-stage run converted at T=2 (THREE_STAGES)
-    from bundle.spiking.conversion import load_snn
+    from bundle.spiking.checkpoint import load_snn
 
     _, settings = load_snn(ConvertibleUNet(3, channels=(4, 8, 16, 32)), out / "models" / "model_snn_converted.pt")
     assert settings["neuron"] == "ternary" and settings["timesteps"] == 2 and settings["mode"] == "99.9%"

@@ -13,13 +13,13 @@ from bundle.data.transforms import postprocessing, preprocessing, train_transfor
 CASES = ["hippocampus_001", "hippocampus_003", "hippocampus_004"]
 
 
-def _pair(task04, name):
-    return {"image": str(task04 / "imagesTr" / f"{name}.nii.gz"), "label": str(task04 / "labelsTr" / f"{name}.nii.gz")}
+def _pair(root, name):
+    return {"image": str(root / "imagesTr" / f"{name}.nii.gz"), "label": str(root / "labelsTr" / f"{name}.nii.gz")}
 
 
 @pytest.mark.parametrize("name", CASES)
-def test_preprocessing_real_cases(task04, name):
-    pair = _pair(task04, name)
+def test_preprocessing_real_cases(decathlon, name):
+    pair = _pair(decathlon, name)
     raw = nib.load(pair["image"])
     out = Compose(preprocessing())(pair)
     image, label = out["image"], out["label"]
@@ -30,9 +30,9 @@ def test_preprocessing_real_cases(task04, name):
     assert np.allclose(image.affine.numpy(), raw.affine)
 
 
-def test_intensity_scale_does_not_matter(task04, tmp_path):
+def test_intensity_scale_does_not_matter(decathlon, tmp_path):
     """Task04 maxima range from ~1e2 to >1e6: the network must see the same thing either way."""
-    pair = _pair(task04, "hippocampus_004")
+    pair = _pair(decathlon, "hippocampus_004")
     raw = nib.load(pair["image"])
     scaled = write_nifti(tmp_path / "x.nii.gz", np.asanyarray(raw.dataobj).astype(np.float32) * 1e4, raw.affine)
     a = Compose(preprocessing(["image"]))({"image": pair["image"]})["image"]
@@ -40,9 +40,9 @@ def test_intensity_scale_does_not_matter(task04, tmp_path):
     assert torch.allclose(a, b, atol=1e-4)
 
 
-def test_reoriented_and_resampled_input(task04, tmp_path):
+def test_reoriented_and_resampled_input(decathlon, tmp_path):
     """An LPS copy at 2 mm along S comes back as RAS 1 mm, with the label still on the hippocampus."""
-    pair = _pair(task04, "hippocampus_004")
+    pair = _pair(decathlon, "hippocampus_004")
     img, lab = nib.load(pair["image"]), nib.load(pair["label"])
     data = np.asanyarray(img.dataobj)[::-1, ::-1, ::2].copy()
     labels = np.asanyarray(lab.dataobj)[::-1, ::-1, ::2].copy()
@@ -66,8 +66,8 @@ def test_reoriented_and_resampled_input(task04, tmp_path):
 
 
 @pytest.mark.parametrize("spatial_dims, patch", [(3, (32, 48, 32)), (2, (48, 64))])
-def test_train_transforms_give_network_sized_patches(task04, spatial_dims, patch):
-    out = train_transforms(spatial_dims, patch)(_pair(task04, "hippocampus_003"))
+def test_train_transforms_give_network_sized_patches(decathlon, spatial_dims, patch):
+    out = train_transforms(spatial_dims, patch)(_pair(decathlon, "hippocampus_003"))
     samples = out if isinstance(out, list) else [out]
     for s in samples:
         assert s["image"].shape == (1, *patch) and s["label"].shape == (1, *patch)
@@ -79,8 +79,8 @@ def test_train_transforms_reject_mismatched_patch():
         train_transforms(3, (48, 64))
 
 
-def test_postprocessing_one_hot(task04):
-    data = val_transforms()(_pair(task04, "hippocampus_001"))
+def test_postprocessing_one_hot(decathlon):
+    data = val_transforms()(_pair(decathlon, "hippocampus_001"))
     scores = torch.nn.functional.one_hot(data["label"][0], 3).permute(3, 0, 1, 2).float() * 5
     out = postprocessing(3)({"pred": scores, "label": data["label"]})
     assert out["pred"].shape == out["label"].shape == (3, *data["label"].shape[1:])

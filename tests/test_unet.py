@@ -33,9 +33,13 @@ def test_bad_arguments(kwargs):
 
 
 def test_every_activation_is_its_own_relu_module():
+    """The converter gives each ReLU module its own threshold: a ReLU called at two places would share one."""
     net = ConvertibleUNet(3, channels=(4, 8, 16))
-    relus = [m for m in net.modules() if isinstance(m, nn.ReLU)]
-    assert len(relus) == len({id(m) for m in relus}) == 2 + 3 * 2 + 3 * 2  # stem, downs, ups
+    relus = {name for name, m in net.named_modules() if isinstance(m, nn.ReLU)}
+    calls = [n.target for n in torch.fx.symbolic_trace(net).graph.nodes if n.op == "call_module" and n.target in relus]
+    assert len(calls) == len(set(calls)) == len(relus) == 2 + 3 * 2 + 3 * 2  # stem, downs, ups
+    functional = [n for n in torch.fx.symbolic_trace(net).graph.nodes if n.op != "call_module" and "relu" in str(n.target)]
+    assert not functional  # no F.relu the converter would miss
 
 
 def _trained_like(net: nn.Module, x: torch.Tensor) -> nn.Module:

@@ -20,6 +20,7 @@ import nibabel as nib
 import numpy as np
 from monai.data import partition_dataset
 
+from bundle.data.images import read_nifti
 from bundle.data.synthetic import write_synthetic_dataset
 from bundle.errors import InputError
 from bundle.options import as_bool
@@ -152,19 +153,17 @@ def grid_offset_mm(affine_a: np.ndarray, affine_b: np.ndarray, shape: tuple[int,
 def check_cases(pairs: list[dict], num_classes: int = 3) -> None:
     """Read every pair and raise :class:`DatasetError` naming each file that cannot be trained on.
 
-    Checks: the file is a readable NIfTI, the image is 3D (or 4D with one channel), the label has the
-    image's shape and lies on the same grid (its affine places no voxel more than a tenth of a voxel,
-    and at most ``AFFINE_TOLERANCE_MM``, from the image's), label values are integers in
-    ``[0, num_classes)``, the image has finite values.
+    Checks: the image passes :func:`bundle.data.images.read_nifti` (the reader inference uses: readable,
+    3D or 4D with one channel, numeric, finite); the label is a readable NIfTI with the image's shape, lies
+    on the same grid (its affine places no voxel more than a tenth of a voxel, and at most
+    ``AFFINE_TOLERANCE_MM``, from the image's), and holds integers in ``[0, num_classes)``.
     """
     problems = []
     for pair in pairs:
         try:
-            (image, image_affine), (label, label_affine) = _read(pair["image"]), _read(pair["label"])
-            if image.ndim == 4 and image.shape[-1] == 1:
-                image = image[..., 0]
-            if image.ndim != 3:
-                raise DatasetError(f"{pair['image']}: expected a 3D image, got shape {image.shape}.")
+            nifti = read_nifti(pair["image"], DatasetError)  # readable, one 3D volume, finite: as inference checks
+            image, image_affine = np.asanyarray(nifti.dataobj), np.asarray(nifti.affine, dtype=np.float64)
+            label, label_affine = _read(pair["label"])
             if label.shape[:3] != image.shape or label.ndim not in (3, 4):
                 raise DatasetError(
                     f"{pair['label']}: shape {label.shape} does not match its image {pair['image']} {image.shape}."
@@ -177,8 +176,6 @@ def check_cases(pairs: list[dict], num_classes: int = 3) -> None:
                     f"{pair['label']}: its affine places voxels up to {offset:.2f} mm from where its image "
                     f"{pair['image']} has them (tolerance {tolerance:.2f} mm): the label does not lie on the image."
                 )
-            if not np.isfinite(image).all():
-                raise DatasetError(f"{pair['image']}: contains NaN or infinite values.")
             values = np.unique(label)
             if not np.all((values == np.round(values)) & (values >= 0) & (values < num_classes)):
                 raise DatasetError(

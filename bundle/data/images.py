@@ -1,19 +1,22 @@
-"""Any scanner image read by SimpleITK and checked: NRRD, MetaImage, NIfTI, or a DICOM series folder.
+"""Images read once and checked: NIfTI by nibabel (:func:`read_nifti`, as MONAI's reader reads it), and
+NRRD, MetaImage, NIfTI or a DICOM series folder by SimpleITK (:func:`read_image`).
 
-One reader for batch inference (formats other than NIfTI, which MONAI's nibabel reader handles) and for
-the whole-head localiser, so both refuse the same inputs with the same one-line messages.
+The readers shared by training (:func:`bundle.data.datalist.check_cases`), batch inference and the
+whole-head localiser, so all of them refuse the same inputs with the same one-line messages; each
+returns the image in memory, so nothing needs to read the file again.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import SimpleITK as sitk
 
 from bundle.errors import InputError
 
-__all__ = ["dicom_series", "read_image"]
+__all__ = ["dicom_series", "read_image", "read_nifti"]
 
 
 def dicom_series(folder: Path, strict: bool = True) -> list[str]:
@@ -73,3 +76,36 @@ def read_image(path: str | Path) -> sitk.Image:
     if float(data.max()) == float(data.min()):
         raise InputError(f"{path}: every voxel has the value {float(data.min())}; there is no image to segment.")
     return image
+
+
+def read_nifti(path: str | Path, error: type[InputError] = InputError) -> nib.Nifti1Image:
+    """A NIfTI file as one 3D image in memory (voxels read in full), or ``error`` naming ``path``.
+
+    A truncated ``.nii.gz`` often has a readable header and breaks only in its voxels, hence the full read.
+    A 4D file with a single volume (``[X, Y, Z, 1]``) becomes 3D. Refused: empty, unreadable, not one 3D
+    volume (or a single slice), non-numeric voxels, NaN or infinite voxels.
+    """
+    path = Path(path)
+    if path.is_file() and path.stat().st_size == 0:
+        raise error(f"{path}: empty file (0 bytes).")
+    try:
+        img = nib.load(path)
+        data = np.asanyarray(img.dataobj)
+    except Exception as e:  # noqa: BLE001 - nibabel raises many types for broken files; all mean "unreadable"
+        first = str(e).splitlines()[0] if str(e) else ""
+        raise error(f"{path}: unreadable NIfTI ({type(e).__name__}: {first}).") from None
+    shape = data.shape
+    if len(shape) == 4 and shape[3] == 1:
+        data = data[..., 0]
+    if data.ndim != 3:
+        kind = f"{data.ndim}D" if data.ndim in (2, 4) else f"shape {shape}"
+        raise error(f"{path}: is {kind} (shape {shape}); expected one 3D volume.")
+    if min(data.shape) < 2:
+        raise error(f"{path}: shape {shape} is a single slice; expected a 3D volume.")
+    if not np.issubdtype(data.dtype, np.number):
+        raise error(f"{path}: voxel type {data.dtype} is not numeric.")
+    if not np.isfinite(data).all():
+        raise error(f"{path}: {int((~np.isfinite(data)).sum())} of {data.size} voxels are NaN or infinite.")
+    header = img.header.copy()
+    header.set_data_shape(data.shape)
+    return type(img)(data, img.affine, header)  # Nifti1Image or Nifti2Image, as the file was

@@ -25,7 +25,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from bundle.data.datalist import find_pairs, is_nifti, split_datalist
 from bundle.errors import InputError
-from bundle.inference.inputs import check_image, output_name, read_sitk
+from bundle.inference.inputs import output_name, read_sitk
 from bundle.inference.overlays import save_overlay
 from bundle.inference.segment import (
     ACTIVITY_FIELDS,
@@ -145,8 +145,7 @@ def evaluate_folder(
             row = {"case": output_name(image)[: -len(".nii.gz")]}
             start = time.perf_counter()
             try:
-                check_image(image)
-                seg = segmenter(image)
+                seg = segmenter(image)  # reads and checks it once (load_image)
                 mask, activity = seg.mask, seg.activity
                 label = _check_label(loader(pair["label"]), mask, pair["label"])
                 spacing = np.sqrt((np.asarray(mask.affine, dtype=float)[:3, :3] ** 2).sum(0))

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import SimpleITK as sitk
 
 from bundle.data.datalist import NIFTI_SUFFIXES, is_nifti
-from bundle.data.images import dicom_series
+from bundle.data.images import dicom_series, read_nifti
 from bundle.data.images import read_image as read_sitk
 from bundle.errors import InputError
 
@@ -27,6 +28,7 @@ __all__ = [
     "dicom_series",
     "find_images",
     "is_image",
+    "load_image",
     "output_name",
     "read_sitk",
 ]
@@ -84,54 +86,34 @@ def output_name(image: Path) -> str:
     return image.name + ".nii.gz"
 
 
-def check_image(path: str | Path) -> None:
-    """Raise :class:`InputError` naming ``path`` unless it is a readable, finite 3D volume that can hold
-    a hippocampus.
+def load_image(path: str | Path) -> nib.Nifti1Image | sitk.Image:
+    """The image at ``path`` read once and checked, in memory: nibabel's for NIfTI (as MONAI reads it),
+    SimpleITK's for the other formats and DICOM series folders.
 
-    A 4D file with a single volume (``[X, Y, Z, 1]``) is accepted. The voxel data is read in full:
-    a truncated ``.nii.gz`` often has a readable header and breaks only there. NIfTI is read by nibabel
-    (as MONAI's reader does), the other formats and DICOM series by SimpleITK.
+    Raises :class:`InputError` naming ``path`` unless it is a readable, finite 3D volume that can hold a
+    hippocampus (the reader's checks in :mod:`bundle.data.images`, then size and a constant image here).
     """
     path = Path(path)
     if not is_nifti(path):
-        _check_sitk_image(path)
-        return
-    if path.stat().st_size == 0:
-        raise InputError(f"{path}: empty file (0 bytes).")
-    try:
-        img = nib.load(path)
-        data = np.asanyarray(img.dataobj)
-    except Exception as e:  # noqa: BLE001 - nibabel raises many types for broken files; all mean "unreadable"
-        raise InputError(
-            f"{path}: unreadable NIfTI ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})."
-        ) from None
-    shape = data.shape
-    if len(shape) == 4 and shape[3] == 1:
-        data = data[..., 0]
-    if data.ndim != 3:
-        kind = f"{data.ndim}D" if data.ndim in (2, 4) else f"shape {shape}"
-        raise InputError(f"{path}: is {kind} (shape {shape}); expected one 3D volume.")
-    if min(data.shape) < 2:
-        raise InputError(f"{path}: shape {shape} is a single slice; expected a 3D volume.")
-    extent = np.asarray(data.shape) * np.linalg.norm(np.asarray(img.affine, dtype=np.float64)[:3, :3], axis=0)
-    if min(data.shape) < MIN_VOXELS or extent.min() < MIN_EXTENT_MM:
-        size = " x ".join(f"{e:.1f}" for e in extent)
-        raise InputError(
-            f"{path}: {'x'.join(map(str, data.shape))} voxels ({size} mm) is too small to hold a hippocampus "
-            f"(at least {MIN_VOXELS} voxels and {MIN_EXTENT_MM:.0f} mm on every axis)."
-        )
-    if not np.issubdtype(data.dtype, np.number):
-        raise InputError(f"{path}: voxel type {data.dtype} is not numeric.")
-    if not np.isfinite(data).all():
-        bad = int((~np.isfinite(data)).sum())
-        raise InputError(f"{path}: {bad} of {data.size} voxels are NaN or infinite.")
+        image = read_sitk(path)
+        _check_size(path, np.array(image.GetSize()), np.array(image.GetSpacing()))
+        return image
+    image = read_nifti(path)
+    data = np.asanyarray(image.dataobj)
+    _check_size(
+        path, np.asarray(data.shape), np.linalg.norm(np.asarray(image.affine, dtype=np.float64)[:3, :3], axis=0)
+    )
     if float(data.max()) == float(data.min()):
         raise InputError(f"{path}: every voxel has the value {float(data.min())}; there is no image to segment.")
+    return image
 
 
-def _check_sitk_image(path: Path) -> None:
-    image = read_sitk(path)
-    size, spacing = np.array(image.GetSize()), np.array(image.GetSpacing())
+def check_image(path: str | Path) -> None:
+    """Raise :class:`InputError` naming ``path`` unless :func:`load_image` accepts it."""
+    load_image(path)
+
+
+def _check_size(path: Path, size: np.ndarray, spacing: np.ndarray) -> None:
     extent = size * spacing
     if size.min() < MIN_VOXELS or extent.min() < MIN_EXTENT_MM:
         raise InputError(

@@ -15,7 +15,7 @@ from bundle.errors import InputError
 from bundle.networks import ConvertibleUNet
 from bundle.networks.checkpoint import load_weights
 from bundle.options import as_bool
-from bundle.spiking.conversion import load_snn
+from bundle.spiking.checkpoint import build, read
 from bundle.spiking.segmenter import ADAPTIVE_RULES, SpikingSegmenter
 
 __all__ = ["DEFAULT_MODELS_DIR", "MODEL_FILES", "check_device", "load_model"]
@@ -84,11 +84,10 @@ def load_model(
         except (pickle.UnpicklingError, EOFError, KeyError, RuntimeError, TypeError) as e:
             raise InputError(f"{path}: not an ANN checkpoint of this bundle ({type(e).__name__}).") from None
         return network, {"model": model, "checkpoint": str(path), "timesteps": 0, "neuron": "relu"}
+    ckpt = read(path, _MADE_BY[model])  # read once; the graph is rebuilt from its settings
     try:
-        settings = torch.load(path, map_location="cpu", weights_only=True)["settings"]
-        template = ConvertibleUNet(settings["spatial_dims"], 1, 3, settings["channels"])
-        snn, settings = load_snn(template, path, device)
-    except (pickle.UnpicklingError, EOFError, KeyError, TypeError, RuntimeError) as e:
+        snn, settings = build(ckpt, None, device)
+    except (KeyError, TypeError, RuntimeError) as e:
         first = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
         raise InputError(f"{path}: not an SNN checkpoint of this bundle ({type(e).__name__}: {first}).") from None
     steps = int(settings["timesteps"] if timesteps is None else timesteps)

@@ -37,10 +37,9 @@ from torch import nn
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from bundle.data.datalist import is_nifti
 from bundle.data.transforms import preprocessing
 from bundle.errors import InputError
-from bundle.inference.inputs import check_image, dicom_series, find_images, output_name, read_sitk
+from bundle.inference.inputs import dicom_series, find_images, load_image, output_name
 from bundle.inference.qc import save_qc
 from bundle.localization import CROP_SIZE, GOOD_SIMILARITY, SIDES, field_of_view, from_nifti, localize, to_nifti
 from bundle.options import as_bool, one_of
@@ -160,10 +159,10 @@ def metatensor(image: nib.Nifti1Image, name: str) -> MetaTensor:
     return MetaTensor(torch.from_numpy(arr[None]), affine=affine, meta=meta)
 
 
-def _nifti_field_of_view(path: Path):
-    """The ``auto`` decision for a NIfTI file from nibabel's header (as MONAI reads it; ITK refuses some
+def _nifti_field_of_view(image: nib.Nifti1Image):
+    """The ``auto`` decision for a NIfTI image from nibabel's header (as MONAI reads it; ITK refuses some
     headers nibabel accepts, e.g. slightly non-orthonormal direction cosines)."""
-    header = nib.load(path).header
+    header = image.header
     extent = np.asarray(header.get_data_shape()[:3], dtype=np.float64) * np.asarray(header.get_zooms()[:3])
     probe = sitk.Image([2, 2, 2], sitk.sitkUInt8)  # only its size x spacing matters to field_of_view
     probe.SetSpacing((extent / 2).tolist())
@@ -194,44 +193,44 @@ class VolumeSegmenter:
         self.localize = one_of(localize, LOCALIZE_MODES, "localize")
         self.qc = as_bool(qc, "qc")
         self._lock = threading.Lock()  # the SNN's membranes and the activity hooks are per-call state
-        self.pre = mt.Compose(preprocessing(["image"]))
-        self.pre_loaded = mt.Compose(self.pre.transforms[1:])  # for images already in memory (no LoadImaged)
-        self.post, self.post_loaded = (
-            mt.Compose(
-                [
-                    mt.Activationsd(keys="pred", softmax=True),
-                    mt.AsDiscreted(keys="pred", argmax=True),
-                    mt.Invertd(keys="pred", transform=pre, orig_keys="image", nearest_interp=True, to_tensor=True),
-                ]
-            )
-            for pre in (self.pre, self.pre_loaded)
+        # the pipeline's pre-processing without its LoadImaged: every image is read once, by load_image
+        self.pre = mt.Compose(preprocessing(["image"])[1:])
+        self.post = mt.Compose(
+            [
+                mt.Activationsd(keys="pred", softmax=True),
+                mt.AsDiscreted(keys="pred", argmax=True),
+                mt.Invertd(keys="pred", transform=self.pre, orig_keys="image", nearest_interp=True, to_tensor=True),
+            ]
         )
 
-    def __call__(self, path: str | Path) -> Segmentation:
+    def __call__(
+        self, path: str | Path, image: nib.Nifti1Image | sitk.Image | None = None, read_s: float = 0.0
+    ) -> Segmentation:
+        """Segment the image at ``path``; ``image``: that image already read by :func:`load_image` (in
+        ``read_s`` seconds), so that nothing reads the file twice."""
+        if image is None:
+            t = time.perf_counter()
+            image = load_image(path)
+            read_s = time.perf_counter() - t
         with self._lock:
-            return self._segment(Path(path))
+            return self._segment(Path(path), image, read_s)
 
-    def _segment(self, path: Path) -> Segmentation:
+    def _segment(self, path: Path, image: nib.Nifti1Image | sitk.Image, read_s: float) -> Segmentation:
         t = time.perf_counter()
-        nifti = is_nifti(path)
-        image = None if nifti else read_sitk(path)
-        fov = field_of_view(image) if image is not None else _nifti_field_of_view(path)
+        nifti = isinstance(image, nib.Nifti1Image)
+        fov = _nifti_field_of_view(image) if nifti else field_of_view(image)
         whole = fov.localize if self.localize == "auto" else self.localize == "on"
         reason = fov.reason if self.localize == "auto" else f"localize {self.localize} ({fov.reason.split(':')[0]})"
         logger.info(f"{path.name}: {reason}")
         monitor = ActivityMonitor(self.network)  # every model, counted the same way on the windows it runs
         with monitor:
             if whole:
-                seg = self._localized(path, image, reason)
+                seg = self._localized(path, from_nifti(image) if nifti else image, reason, read_s)
             else:
-                data = (
-                    self.pre({"image": str(path)})
-                    if nifti
-                    else self.pre_loaded({"image": metatensor(to_nifti(image), str(path))})
-                )
-                seconds = {"read": time.perf_counter() - t}
+                data = self.pre({"image": metatensor(image if nifti else to_nifti(image), str(path))})
+                seconds = {"read": read_s + time.perf_counter() - t}  # reading and pre-processing
                 t = time.perf_counter()
-                mask, ras_label = self._infer(data, self.post if nifti else self.post_loaded)
+                mask, ras_label = self._infer(data, self.post)
                 seconds["network"] = time.perf_counter() - t
                 seg = Segmentation(mask, {}, False, reason, seconds=seconds)
                 seg.views = {"image": (data["image"][0].numpy(), ras_label)} if self.qc else {}
@@ -251,19 +250,15 @@ class VolumeSegmenter:
         mask = post(data)["pred"]
         return (mask.to(torch.uint8) if isinstance(mask, MetaTensor) else MetaTensor(mask.to(torch.uint8))), ras_label
 
-    def _localized(self, path: Path, image: sitk.Image | None, reason: str) -> Segmentation:
-        t = time.perf_counter()
-        if image is None:  # NIfTI: its geometry as nibabel (and so MONAI) reads it
-            image = from_nifti(nib.load(path))
-        read_s = time.perf_counter() - t
+    def _localized(self, path: Path, image: sitk.Image, reason: str, read_s: float) -> Segmentation:
         loc = localize(image, name=str(path))
         seconds = {"read": read_s, **{k: v for k, v in loc.seconds.items() if k != "read"}}
         t = time.perf_counter()
         labels, sides, views = {}, {}, {}
         for side in SIDES:
             crop = to_nifti(loc.crop(side))
-            data = self.pre_loaded({"image": metatensor(crop, f"{path}:{side}")})
-            label, _ = self._infer(data, self.post_loaded)
+            data = self.pre({"image": metatensor(crop, f"{path}:{side}")})
+            label, _ = self._infer(data, self.post)
             arr = np.asarray(label[0]).astype(np.uint8)
             labels[side] = (arr, crop.affine)
             sides[side] = {
@@ -561,7 +556,9 @@ def segment_folder(
                     row["case"] = path.name  # its own CSV row: never replaces the row of the image that won the name
                     raise InputError(f"{path}: its mask name {target.name} is already used by {claimed[target.name]}.")
                 claimed[target.name] = path
-                check_image(path)
+                t = time.perf_counter()
+                image = load_image(path)
+                read_s = time.perf_counter() - t
                 row["image_sha256"] = image_sha = file_sha256(path)
                 earlier = table.get(case)
                 if target.exists() and not overwrite:
@@ -586,7 +583,7 @@ def segment_folder(
                         continue
                 table[case] = {**row, "status": "writing", "message": "started, not finished"}
                 save_table()
-                seg = segmenter(path)
+                seg = segmenter(path, image, read_s)
                 described = describe(seg)  # before writing: a failure after the write would orphan the mask
                 write_mask(seg.mask, target)
                 row.update(described)

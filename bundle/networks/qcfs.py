@@ -35,8 +35,10 @@ __all__ = [
     "DEFAULT_THRESHOLD",
     "QCFS",
     "init_from_relu",
+    "param_groups",
     "percentile_thresholds",
     "set_thresholds",
+    "start_from",
     "thresholds",
 ]
 
@@ -220,3 +222,33 @@ def init_from_relu(
     found = percentile_thresholds(network, images, q, device)
     set_thresholds(network, {n: v for n, v in found.items() if f"{n}.threshold" in lambdas})
     return network.eval()
+
+
+def start_from(
+    network: nn.Module,
+    relu_ckpt: str | Path | None,
+    images: Iterable[torch.Tensor],
+    q: float = 99.9,
+    device: torch.device | str = "cpu",
+) -> nn.Module:
+    """The ANN stage's starting network: ``network`` as built, or, with ``relu_ckpt`` (config key
+    ``qcfs_init_ckpt``), a QCFS network started from that trained ReLU ANN by :func:`init_from_relu`
+    (a short conversion-aware fine-tune instead of training from scratch). ``images`` is read only then."""
+    if not relu_ckpt:
+        return network.to(device)
+    if not any(isinstance(m, QCFS) for m in network.modules()):
+        from bundle.errors import InputError
+
+        raise InputError(f"qcfs_init_ckpt {relu_ckpt}: starts a QCFS network; set activation qcfs as well.")
+    return init_from_relu(network, relu_ckpt, images, q, device).train()
+
+
+def param_groups(network: nn.Module, lr: float, threshold_lr: float | None = None) -> list[dict]:
+    """Optimizer groups: every weight at ``lr``; the QCFS thresholds (``lambda``, O(1-10) against weights'
+    O(0.01)) at ``threshold_lr`` (``None``: ``lr``). A network without QCFS gives one group."""
+    lambdas = [m.threshold for m in network.modules() if isinstance(m, QCFS)]
+    ids = {id(p) for p in lambdas}
+    groups = [{"params": [p for p in network.parameters() if id(p) not in ids], "lr": float(lr)}]
+    if lambdas:
+        groups.append({"params": lambdas, "lr": float(lr if threshold_lr is None else threshold_lr)})
+    return groups
