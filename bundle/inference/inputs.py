@@ -24,7 +24,6 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "MIN_EXTENT_MM",
     "MIN_VOXELS",
-    "check_image",
     "dicom_series",
     "find_images",
     "is_image",
@@ -106,11 +105,6 @@ def load_image(path: str | Path) -> nib.Nifti1Image | sitk.Image:
     if float(data.max()) == float(data.min()):
         raise InputError(f"{path}: every voxel has the value {float(data.min())}; there is no image to segment.")
     return image
-
-
-def check_image(path: str | Path) -> None:
-    """Raise :class:`InputError` naming ``path`` unless :func:`load_image` accepts it."""
-    load_image(path)
 
 
 def _check_size(path: Path, size: np.ndarray, spacing: np.ndarray) -> None:

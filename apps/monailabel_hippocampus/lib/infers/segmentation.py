@@ -14,6 +14,7 @@ import logging
 import os
 import tempfile
 import threading
+import time
 from typing import Any
 
 import torch
@@ -24,7 +25,7 @@ from monailabel.tasks.infer.basic_infer import BasicInferTask
 
 from bundle.errors import InputError
 from bundle.inference.inferers import make_inferer
-from bundle.inference.inputs import check_image
+from bundle.inference.inputs import load_image
 from bundle.inference.models import load_model
 from bundle.inference.segment import LABELS, VolumeSegmenter, describe, write_mask
 from lib.configs.segmentation import ModelChoice
@@ -98,13 +99,15 @@ class BundleSegmentation(BasicInferTask):
         if not isinstance(path, str):
             raise HTTPException(status_code=400, detail="this app segments image files only (an image id).")
         try:
-            check_image(path)
+            t = time.perf_counter()
+            image = load_image(path)  # read and checked once; the segmenter takes it as it is
+            read_s = time.perf_counter() - t
         except InputError as e:
             raise HTTPException(status_code=422, detail=str(e)) from None
         with self._lock:
             segmenter, info = self._segmenter(device)
             try:
-                seg = segmenter(path)
+                seg = segmenter(path, image, read_s)
             except InputError as e:  # e.g. the template does not fit: not a whole-head T1
                 raise HTTPException(status_code=422, detail=str(e)) from None
         data["pred"] = seg.mask
