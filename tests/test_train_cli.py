@@ -215,7 +215,7 @@ def test_unknown_finetune_choice_is_one_clear_error():
     from bundle.errors import InputError
     from bundle.options import one_of
 
-    assert one_of("cosine", ["cosine", "constant"], "finetune_lr_schedule") == "cosine"
+    assert one_of("restart", ["cosine", "restart", "constant"], "finetune_lr_schedule") == "restart"
     with pytest.raises(InputError, match="finetune_lr_schedule: 'cosin' is not one of cosine, constant"):
         one_of("cosin", ["cosine", "constant"], "finetune_lr_schedule")
 

@@ -2,19 +2,54 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from bundle.errors import InputError
 
-__all__ = ["SCHEDULES", "lr_schedule"]
+__all__ = ["SCHEDULES", "lr_schedule", "restart_factor"]
 
-SCHEDULES = ("cosine", "constant")
+SCHEDULES = ("cosine", "restart", "constant")
 
 
-def lr_schedule(name: str, optimizer: torch.optim.Optimizer, epochs: int) -> torch.optim.lr_scheduler.LRScheduler:
-    """``"cosine"``: decay to 0 over ``epochs`` (stepped once per epoch); ``"constant"``: no change."""
+def restart_factor(epoch: int, epochs: int, restart_epoch: int, gain: float) -> float:
+    """Multiplier of the base rate at ``epoch``: cosine to 0 over ``restart_epoch`` epochs, then a second
+    cosine from ``gain`` to 0 over the rest (one warm restart, SGDR-style). With ``restart_epoch >= epochs``
+    there is no second round: one cosine over ``epochs``."""
+    if restart_epoch >= epochs or restart_epoch < 1:
+        return 0.5 * (1.0 + math.cos(math.pi * min(epoch, epochs) / epochs))
+    if epoch < restart_epoch:
+        return 0.5 * (1.0 + math.cos(math.pi * epoch / restart_epoch))
+    rest = epochs - restart_epoch
+    return gain * 0.5 * (1.0 + math.cos(math.pi * min(epoch - restart_epoch, rest) / rest))
+
+
+def lr_schedule(
+    name: str,
+    optimizer: torch.optim.Optimizer,
+    epochs: int,
+    restart_epoch: int | None = None,
+    restart_gain: float = 1.0,
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """A scheduler stepped once per epoch.
+
+    ``"cosine"``: decay to 0 over ``epochs``. ``"restart"``: decay to 0 over ``restart_epoch`` epochs,
+    then restart the first group (weights) at ``restart_gain`` x its rate and every other group (the
+    learnable scales of :func:`bundle.training.finetune.param_groups`) at its full rate, decaying to 0
+    over the remaining epochs: the two fine-tuning rounds of the shipped SNN (4 epochs at 1e-4, then 5 at
+    5e-5, scales at 1e-3 in both) as one run. ``"constant"``: no change.
+    """
+    epochs = int(epochs)
     if name == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=int(epochs))
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
+    if name == "restart":
+        restart = epochs if restart_epoch is None else int(restart_epoch)
+        gains = [float(restart_gain)] + [1.0] * (len(optimizer.param_groups) - 1)
+        # LambdaLR: CosineAnnealingWarmRestarts cannot restart at a lower peak or at different gains per group.
+        return torch.optim.lr_scheduler.LambdaLR(
+            optimizer, [lambda e, g=g: restart_factor(e, epochs, restart, g) for g in gains]
+        )
     if name == "constant":
         return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
     raise InputError(f"lr schedule must be one of {', '.join(SCHEDULES)}, not {name!r}")
