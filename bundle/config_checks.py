@@ -150,6 +150,7 @@ RULES: dict[str, Callable[[Any], str | None]] = {
     "finetune_lr_schedule": _choice("cosine", "restart", "constant"),
     "finetune_restart_epoch": _whole(1),
     "finetune_restart_gain": _number(0.0),
+    "finetune_restart_fresh_optimizer": _boolean,
     "finetune_learn_scales": _boolean,
     "finetune_scale_learning_rate": _number(0.0),
     "finetune_surrogate": _choice("atan", "sigmoid", "piecewise_quadratic"),

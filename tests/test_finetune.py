@@ -1,5 +1,6 @@
 """Spike-based fine-tuning: surrogate gradients reach every weight, and training lowers the loss."""
 
+import pytest
 import torch
 from monai.engines import SupervisedTrainer
 from monai.losses import DiceLoss
@@ -109,3 +110,31 @@ def test_surrogate_changes_gradients_not_spikes():
         assert "atan" in str(e)
     else:
         raise AssertionError("an unknown surrogate was accepted")
+
+
+@pytest.mark.parametrize("enabled, restart, cleared_after", [(True, 2, [2]), (False, 2, []), (True, 5, [])])
+def test_fresh_optimizer_state_at_the_restart_only(enabled, restart, cleared_after):
+    """Adam's moments are dropped once, when the restart epoch ends; off, or a restart past the end: never."""
+    from ignite.engine import Engine, Events
+
+    from bundle.training.finetune import FreshOptimizerAtRestart
+
+    weight = torch.nn.Parameter(torch.ones(3))
+    optimizer = torch.optim.Adam([weight], lr=0.1)
+
+    def step(engine, batch):
+        optimizer.zero_grad()
+        (weight**2).sum().backward()
+        optimizer.step()
+
+    engine = Engine(step)
+    FreshOptimizerAtRestart(optimizer, restart, epochs=4, enabled=enabled).attach(engine)
+    empty_after = []
+
+    @engine.on(Events.EPOCH_COMPLETED)
+    def record(engine):
+        if not optimizer.state:
+            empty_after.append(engine.state.epoch)
+
+    engine.run([0, 1], max_epochs=4)
+    assert empty_after == cleared_after

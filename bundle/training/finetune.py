@@ -5,6 +5,8 @@ MONAI's trainer and evaluator (the loss is :mod:`bundle.training.losses`, the sc
 * :func:`learnable_scales`: each layer's threshold/gain becomes a parameter (the paper's learnable
   thresholds);
 * :func:`param_groups`: weights and scales at their own learning rates;
+* :class:`FreshOptimizerAtRestart`: the ``restart`` schedule's second round starts with a fresh Adam state,
+  as a second manual round would;
 * :func:`save_finetuned`: the best checkpoint MONAI's ``CheckpointSaver`` kept, rewritten as an SNN
   checkpoint with a record of how it was trained.
 """
@@ -22,7 +24,7 @@ from bundle.errors import InputError
 from bundle.options import as_bool
 from bundle.spiking.checkpoint import write
 
-__all__ = ["learnable_scales", "param_groups", "save_finetuned"]
+__all__ = ["FreshOptimizerAtRestart", "learnable_scales", "param_groups", "save_finetuned"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +58,29 @@ def param_groups(network: nn.Module, lr: float, scale_lr: float | None = None) -
     if scales:
         groups.append({"params": scales, "lr": float(lr if scale_lr is None else scale_lr)})
     return groups
+
+
+class FreshOptimizerAtRestart:
+    """Ignite handler: forget the optimizer's state (Adam's moments) when epoch ``restart_epoch`` ends.
+
+    With ``enabled`` false, or a restart at or after the last epoch, it does nothing. A run resumed after
+    the restart loads the optimizer state saved after it, so the reset happens once per run either way.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, restart_epoch: int, epochs: int, enabled: bool = True):
+        self.optimizer = optimizer
+        self.restart_epoch = int(restart_epoch)
+        self.active = as_bool(enabled, "finetune_restart_fresh_optimizer") and 1 <= self.restart_epoch < int(epochs)
+
+    def attach(self, engine) -> None:
+        from ignite.engine import Events
+
+        if self.active:
+            engine.add_event_handler(Events.EPOCH_COMPLETED(once=self.restart_epoch), self)
+
+    def __call__(self, engine) -> None:
+        self.optimizer.state.clear()
+        logger.info("epoch %d: learning-rate restart with a fresh optimizer state", self.restart_epoch)
 
 
 def save_finetuned(best: str | Path, settings: dict, path: str | Path, **training: object) -> Path:
