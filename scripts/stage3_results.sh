@@ -40,9 +40,9 @@ direct() {  # direct NAME T [overrides...]
 # the headline comparison at T=4 first: fine-tuning (without / with learnable scales, two rounds) vs direct
 # (epochs as run for docs/RESULTS.md; ft_ternary_T4 predates the cosine schedule)
 epochs=5 finetune ft_ternary_T4 4 models/model_snn_converted.pt false --finetune_lr_schedule constant
-epochs=4 finetune ft_ternary_T4_scales 4 models/model_snn_converted.pt true
+epochs=4 finetune ft_ternary_T4_scales 4 models/model_snn_converted.pt true --finetune_lr_schedule cosine
 # a second round from the first one's best model: 5 more epochs at half the learning rate (cosine again)
-epochs=5 lr=5e-5 finetune ft_ternary_T4_scales_more 4 "$out/ft_ternary_T4_scales/models/model_snn_finetuned.pt" true
+epochs=5 lr=5e-5 finetune ft_ternary_T4_scales_more 4 "$out/ft_ternary_T4_scales/models/model_snn_finetuned.pt" true --finetune_lr_schedule cosine
 epochs=5 direct direct_ternary_T4 4 --finetune_lr_schedule constant
 
 evaluate() {  # evaluate NAME MODEL CKPT T: per-case Dice/HD95/volumes/energy on the validation split

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Issue 13's fine-tuning levers (docs/RESULTS.md, "Levers"): the shipped fine-tuned SNN fine-tuned again
+# for a few epochs at T=4 with a firing-rate penalty of several weights (0 = the control), so that the
+# penalty's effect on Dice and energy is read against the same start and the same schedule.
+# Runs that already have their checkpoint are skipped (an interrupted study can simply be rerun).
+# Usage: scripts/lever_results.sh [TASK04_DIR]   (env: EPOCHS, LR, T, PENALTIES, START, OUT, PYTHON)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+data=${1:-../shared/data/Task04_Hippocampus}
+epochs=${EPOCHS:-2}
+lr=${LR:-5e-5}
+T=${T:-4}
+penalties=${PENALTIES:-"0 0.5 2"}
+start=${START:-models/model_snn_finetuned.pt}
+out=${OUT:-runs/levers}
+python=${PYTHON:-.venv/bin/python}
+mkdir -p "$out"
+for w in $penalties; do
+    name="rate${w}_T${T}"
+    ckpt="$out/$name/models/model_snn_finetuned.pt"
+    if [[ -f $ckpt ]]; then echo "skip $name ($ckpt exists)"; continue; fi
+    echo "$(date -u +%H:%M:%S) $name"
+    "$python" -m monai.bundle run finetune_snn --config_file configs/train.json --logging_file configs/logging.conf \
+        --dataset_dir "$data" --snn_converted_ckpt "$start" --output_dir "$out/$name" --ckpt_dir "$out/$name/models" \
+        --finetune_timesteps "$T" --finetune_epochs "$epochs" --finetune_learning_rate "$lr" \
+        --finetune_lr_schedule cosine --finetune_rate_penalty "$w" > "$out/$name.log" 2>&1
+done
+# per epoch: validation mean Dice, firing rate and energy against the ANN on the same windows
+for w in $penalties; do
+    log="$out/rate${w}_T${T}.log"
+    [[ -f $log ]] || continue
+    echo "rate penalty $w:"
+    grep -o "val_energy_vs_ann: [0-9.]* val_firing_rate: [0-9.]* val_mean_dice: [0-9.]*" "$log" | sed 's/^/  /'
+done
