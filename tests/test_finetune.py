@@ -112,9 +112,13 @@ def test_surrogate_changes_gradients_not_spikes():
         raise AssertionError("an unknown surrogate was accepted")
 
 
-@pytest.mark.parametrize("enabled, restart, cleared_after", [(True, 2, [2]), (False, 2, []), (True, 5, [])])
-def test_fresh_optimizer_state_at_the_restart_only(enabled, restart, cleared_after):
-    """Adam's moments are dropped once, when the restart epoch ends; off, or a restart past the end: never."""
+@pytest.mark.parametrize(
+    "enabled, schedule, restart, cleared_after",
+    [(True, "restart", 2, [2]), (False, "restart", 2, []), (True, "restart", 5, []), (True, "cosine", 2, [])],
+)
+def test_fresh_optimizer_state_at_the_restart_only(enabled, schedule, restart, cleared_after):
+    """Adam's moments are dropped once, when the restart epoch ends; off, another schedule, or a restart past
+    the end: never."""
     from ignite.engine import Engine, Events
 
     from bundle.training.finetune import FreshOptimizerAtRestart
@@ -128,7 +132,7 @@ def test_fresh_optimizer_state_at_the_restart_only(enabled, restart, cleared_aft
         optimizer.step()
 
     engine = Engine(step)
-    FreshOptimizerAtRestart(optimizer, restart, epochs=4, enabled=enabled).attach(engine)
+    FreshOptimizerAtRestart(optimizer, schedule, restart, epochs=4, enabled=enabled).attach(engine)
     empty_after = []
 
     @engine.on(Events.EPOCH_COMPLETED)

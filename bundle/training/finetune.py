@@ -63,14 +63,21 @@ def param_groups(network: nn.Module, lr: float, scale_lr: float | None = None) -
 class FreshOptimizerAtRestart:
     """Ignite handler: forget the optimizer's state (Adam's moments) when epoch ``restart_epoch`` ends.
 
-    With ``enabled`` false, or a restart at or after the last epoch, it does nothing. A run resumed after
-    the restart loads the optimizer state saved after it, so the reset happens once per run either way.
+    With ``enabled`` false, a ``schedule`` other than ``"restart"``, or a restart at or after the last epoch,
+    it does nothing. A run resumed after the restart loads the optimizer state saved after it, so the reset
+    happens once per run either way.
     """
 
-    def __init__(self, optimizer: torch.optim.Optimizer, restart_epoch: int, epochs: int, enabled: bool = True):
+    def __init__(
+        self, optimizer: torch.optim.Optimizer, schedule: str, restart_epoch: int, epochs: int, enabled: bool = True
+    ):
         self.optimizer = optimizer
         self.restart_epoch = int(restart_epoch)
-        self.active = as_bool(enabled, "finetune_restart_fresh_optimizer") and 1 <= self.restart_epoch < int(epochs)
+        self.active = (
+            as_bool(enabled, "finetune_restart_fresh_optimizer")
+            and schedule == "restart"
+            and 1 <= self.restart_epoch < int(epochs)
+        )
 
     def attach(self, engine) -> None:
         from ignite.engine import Events
