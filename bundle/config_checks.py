@@ -124,7 +124,9 @@ RULES: dict[str, Callable[[Any], str | None]] = {
     "levels": _whole(1),
     "qcfs_init_percentile": _number(0.0, 100.0, high_open=False),
     "qcfs_threshold_learning_rate": _optional(_number(0.0)),
+    "ema_decay": _number(0.0, 1.0, low_open=False, high_open=True),
     "finetune_amp": _boolean,
+    "finetune_ema_decay": _number(0.0, 1.0, low_open=False, high_open=True),
     "device": _device,
     # conversion
     "timesteps": _whole(1),
