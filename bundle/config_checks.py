@@ -153,6 +153,7 @@ RULES: dict[str, Callable[[Any], str | None]] = {
     "finetune_restart_epoch": _whole(1),
     "finetune_restart_gain": _number(0.0),
     "finetune_restart_fresh_optimizer": _boolean,
+    "finetune_warmup_epochs": _whole(0),
     "finetune_learn_scales": _boolean,
     "finetune_scale_learning_rate": _number(0.0),
     "finetune_surrogate": _choice("atan", "sigmoid", "piecewise_quadratic"),

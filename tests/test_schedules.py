@@ -61,3 +61,12 @@ def test_unknown_schedule_names_the_choices():
     with pytest.raises(InputError, match="must be one of cosine, restart, constant, not 'sgdr'"):
         lr_schedule("sgdr", _optimizer(), 9)
     assert "restart" in SCHEDULES
+
+
+@pytest.mark.parametrize("name", SCHEDULES)
+def test_warmup_ramps_up_then_follows_the_schedule(name):
+    """2 warm-up epochs: 1/3 and 2/3 of the schedule's own rate, then exactly the schedule."""
+    plain, warm = _rates(name, 6, 3, 0.5), _rates(name, 6, 3, 0.5, 2)
+    assert warm[0:2] == pytest.approx([p / 3 for p in plain[0:2]])
+    assert warm[2:4] == pytest.approx([2 * p / 3 for p in plain[2:4]])
+    assert warm[4:] == pytest.approx(plain[4:])
