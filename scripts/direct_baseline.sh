@@ -33,27 +33,19 @@ direct() {  # direct NAME LR EPOCHS [extra args]
         >> "$out/$name.log" 2>&1
 }
 
-best_of() {  # best validation Dice in a history CSV
-    "$python" -c "import csv,sys; print(max(float(r['val_metric'] or 0) for r in csv.DictReader(open(sys.argv[1]))))" "$1"
-}
-
-for lr in $lrs; do
-    name="sweep_lr$lr"
-    if [[ -f $out/$name/models/model_snn_direct.pt ]]; then echo "skip $name"; continue; fi
-    echo "$(date -u +%H:%M:%S) $name ($sweep_epochs epochs)"
-    direct "$name" "$lr" "$sweep_epochs"
-done
-
-best_lr="" best=-1 pace=0
-for lr in $lrs; do
-    h="$out/sweep_lr$lr/history/direct.csv"
-    dice=$(best_of "$h")
-    echo "lr $lr: best validation Dice $dice after $sweep_epochs epochs"
-    if "$python" -c "import sys; sys.exit(not float(sys.argv[1]) > float(sys.argv[2]))" "$dice" "$best"; then
-        best_lr=$lr best=$dice
-        pace=$("$python" -c "import csv,sys; r=list(csv.DictReader(open(sys.argv[1]))); print(sum(float(x['seconds']) for x in r)/len(r))" "$h")
-    fi
-done
+# The sweep's winner: best validation Dice; where Dice ties (from random weights every rate may still be at
+# 0 after a short sweep), the lowest last-epoch training loss. Prints "LR PACE", PACE = mean s/epoch.
+read -r best_lr pace < <("$python" - "$out" $lrs <<'PY'
+import csv, sys
+out, lrs = sys.argv[1], sys.argv[2:]
+rows = {lr: list(csv.DictReader(open(f"{out}/sweep_lr{lr}/history/direct.csv"))) for lr in lrs}
+for lr, r in rows.items():
+    print(f"lr {lr}: best validation Dice {max(float(x['val_metric'] or 0) for x in r):.4f}, "
+          f"last training loss {float(r[-1]['mean_loss']):.4f}", file=sys.stderr)
+best = max(lrs, key=lambda lr: (max(float(x["val_metric"] or 0) for x in rows[lr]), -float(rows[lr][-1]["mean_loss"])))
+print(best, sum(float(x["seconds"]) for x in rows[best]) / len(rows[best]))
+PY
+)
 epochs=$("$python" -c "import sys; print(max(1, int(float(sys.argv[1]) // float(sys.argv[2]))))" "$budget" "$pace")
 echo "main: lr $best_lr, $epochs epochs of about ${pace%.*} s in a budget of $budget s"
 if [[ ! -f $out/main/models/model_snn_direct.pt ]]; then
