@@ -33,6 +33,13 @@ direct() {  # direct NAME LR EPOCHS [extra args]
         >> "$out/$name.log" 2>&1
 }
 
+for lr in $lrs; do
+    name="sweep_lr$lr"
+    if [[ -f $out/$name/models/model_snn_direct.pt ]]; then echo "skip $name"; continue; fi
+    echo "$(date -u +%H:%M:%S) $name ($sweep_epochs epochs)"
+    direct "$name" "$lr" "$sweep_epochs"
+done
+
 # The sweep's winner: best validation Dice; where Dice ties (from random weights every rate may still be at
 # 0 after a short sweep), the lowest last-epoch training loss. Prints "LR PACE", PACE = mean s/epoch.
 read -r best_lr pace < <("$python" - "$out" $lrs <<'PY'
@@ -46,6 +53,7 @@ best = max(lrs, key=lambda lr: (max(float(x["val_metric"] or 0) for x in rows[lr
 print(best, sum(float(x["seconds"]) for x in rows[best]) / len(rows[best]))
 PY
 )
+[[ -n $best_lr ]] || { echo "error: the sweep's histories in $out could not be read" >&2; exit 1; }
 epochs=$("$python" -c "import sys; print(max(1, int(float(sys.argv[1]) // float(sys.argv[2]))))" "$budget" "$pace")
 echo "main: lr $best_lr, $epochs epochs of about ${pace%.*} s in a budget of $budget s"
 if [[ ! -f $out/main/models/model_snn_direct.pt ]]; then
