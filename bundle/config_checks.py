@@ -160,7 +160,7 @@ RULES: dict[str, Callable[[Any], str | None]] = {
     "finetune_surrogate_alpha": _number(0.0),
     "finetune_val_interval": _whole(1),
     # inference
-    "model": _choice("snn", "snn_converted", "ann"),
+    "model": _choice("snn", "snn_t2", "snn_converted", "ann"),
     "inference_timesteps": _optional(_whole(1)),
     "sw_batch_size": _whole(1),
     "overlap": _number(0.0, 1.0, low_open=False, high_open=True),

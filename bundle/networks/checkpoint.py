@@ -61,7 +61,7 @@ def _refuse_own_tensors(module: nn.Module, state: dict, prefix: str, *_) -> None
         raise InputError(
             f"{len(kept)} of {len(own)} weights (e.g. {kept[0]}) were not in the checkpoint: it is not a state dict "
             "of this U-Net (the ANN, models/model_ann.pt). SNN checkpoints (models/model_snn_*.pt) load with "
-            "bundle.inference.models.load_model('snn' or 'snn_converted', ckpt=PATH)."
+            "bundle.inference.models.load_model('snn', 'snn_t2' or 'snn_converted', ckpt=PATH)."
         )
 
 
