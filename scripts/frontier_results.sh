@@ -13,7 +13,7 @@ run() {
     $PY -m bundle.cli evaluate "$DATA" "$OUT/$name" --split val --overlays 0 --quiet --overwrite "$@"
 }
 run ann --model ann
-for T in 3 4 5 6 8; do run "snn_T$T" --model snn --timesteps "$T"; done
+for T in 2 3 4 5 6 8; do run "snn_T$T" --model snn --timesteps "$T"; done
 for T in 1 2 3 4; do run "snn_t2_T$T" --model snn_t2 --timesteps "$T"; done
 for T in 8 9 10 16; do run "conv_T$T" --model snn_converted --timesteps "$T"; done
 run snn_T4_stable_p1_tol1e-2 --model snn --timesteps 4 --adaptive stable --patience 1 --tolerance 1e-2

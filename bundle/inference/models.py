@@ -1,5 +1,5 @@
-"""The shipped models by name: the fine-tuned SNN at T=4 (default), the same SNN fine-tuned again for T=2
-(``snn_t2``: less energy, a little less Dice), the converted SNN, and the ANN.
+"""The shipped models by name: the fine-tuned SNN at T=3 (default), a sibling fine-tuned for T=2 (``snn_t2``:
+less energy, a little less Dice), the converted SNN, and the ANN.
 
 Every model comes back as MONAI sees a network: image ``[B, 1, *spatial]`` in, class scores out.
 """
