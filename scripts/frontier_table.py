@@ -48,8 +48,8 @@ def plot(runs: list[tuple[dict, str]], path: Path) -> None:
     snn = [(s, n) for s, n in runs if s["model"] != "ann" and s.get("energy_uj", {}).get("mean")]
     fig, ax = plt.subplots(figsize=(8, 5.5))
     style = {
-        "snn": ("tab:blue", "fine-tuned SNN (T=4)"),
-        "snn_t2": ("tab:green", "fine-tuned SNN (T=2)"),
+        "snn": ("tab:blue", "snn: default, fine-tuned for T=3"),
+        "snn_t2": ("tab:green", "snn_t2: fine-tuned for T=2"),
         "snn_converted": ("tab:orange", "converted SNN"),
     }
     for model, (color, label) in style.items():
