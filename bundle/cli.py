@@ -76,7 +76,9 @@ def _parser() -> argparse.ArgumentParser:
         "--split", default="all", choices=["all", "val", "train"], help="'val': the training run's validation cases"
     )
     ev.add_argument("--val-fraction", type=float, default=0.2)
-    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument(
+        "--seed", type=int, default=0, help="the training run's split_seed (which cases --split val means; default 0)"
+    )
     ev.add_argument("--overlays", type=int, default=3, help="PNG overlays for the first N cases")
     common(ev)
     return p

@@ -106,6 +106,7 @@ RULES: dict[str, Callable[[Any], str | None]] = {
     # data
     "val_fraction": _number(0.0, 1.0, high_open=True),
     "seed": _whole(0),
+    "split_seed": _whole(0),
     "num_workers": _whole(0),
     "synthetic_cases": _whole(2),
     "download": _boolean,

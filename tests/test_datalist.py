@@ -149,3 +149,19 @@ def test_label_off_its_image_is_refused_and_float_noise_is_not(tmp_path):
     rounding[:3, 3] = 1e-5  # what float32 headers written by two tools differ by
     write_nifti(tmp_path / "labelsTr" / "case_0.nii.gz", np.zeros((12, 14, 10), np.uint8), rounding)
     check_cases(find_pairs(tmp_path))
+
+
+def test_training_seed_does_not_move_the_validation_split_and_split_seed_does(decathlon, tmp_path):
+    from monai.bundle import ConfigParser
+
+    from conftest import REPO
+
+    def val_cases(**overrides) -> list[str]:
+        parser = ConfigParser()
+        parser.read_config(str(REPO / "configs" / "train.json"))
+        parser.update({"bundle_root": str(REPO), "dataset_dir": str(decathlon), "output_dir": str(tmp_path), **overrides})
+        return sorted(d["image"] for d in parser.get_parsed_content("datalists")["val"])
+
+    base = val_cases()
+    assert base == val_cases(seed=1)  # another training seed keeps the shipped models' validation cases
+    assert base != val_cases(split_seed=1)

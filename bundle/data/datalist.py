@@ -252,5 +252,5 @@ def prepare_datalists(
     pairs = find_pairs(dataset_dir)
     check_cases(pairs, num_classes)
     train, val = split_datalist(pairs, val_fraction, seed)
-    logger.info(f"{dataset_dir}: {len(train)} training and {len(val)} validation cases (seed {seed})")
+    logger.info(f"{dataset_dir}: {len(train)} training and {len(val)} validation cases (split seed {seed})")
     return {"train": train, "val": val}
