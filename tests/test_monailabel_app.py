@@ -571,7 +571,7 @@ def test_conf_picks_models_in_order_and_names_what_is_missing(tmp_path):
     assert configs.model_choices({"models": "ann", "ann_ckpt": str(ann)})[0].checkpoint == ann.resolve()
     every = configs.model_choices({"models": "all"})  # the T=2 model is served like the others
     assert [c.name for c in every] == ["snn", "snn_t2", "snn_converted", "ann"]
-    assert every[1].checkpoint.name == "model_snn_t2.pt" and "T=2" in every[1].description
+    assert every[1].checkpoint.name == "model_snn_t2.pt" and "energy" in every[1].description
     with pytest.raises(InputError, match="choose from"):
         configs.model_choices({"models": "snn,unet"})
     with pytest.raises(

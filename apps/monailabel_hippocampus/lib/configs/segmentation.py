@@ -23,8 +23,8 @@ logger = logging.getLogger(__name__)
 BUNDLE_ROOT = Path(__file__).resolve().parents[4]  # apps/monailabel_hippocampus/lib/configs/ -> the bundle
 DEFAULT_MODELS = ("snn", "ann")
 DESCRIPTIONS = {
-    "snn": "fine-tuned spiking U-Net (T=3)",
-    "snn_t2": "fine-tuned spiking U-Net at T=2: 3/4 of the energy of snn, a little less Dice",
+    "snn": "fine-tuned spiking U-Net (default)",
+    "snn_t2": "fine-tuned spiking U-Net for fewer steps: 3/4 of the energy of snn, a little less Dice",
     "snn_converted": "spiking U-Net converted from the ANN, not fine-tuned",
     "ann": "the conventional U-Net the SNN was converted from",
 }
