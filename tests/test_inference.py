@@ -175,8 +175,9 @@ def test_model_snn_t2_is_the_t2_spiking_model_and_costs_less_than_snn(real_image
         out = tmp_path / model
         assert main(["segment", str(real_images), str(out), "--model", model, "--device", "cpu", "--quiet"]) == 0
         rows[model] = next(csv.DictReader((out / "volumes.csv").open()))
-        label = nib.load(decathlon / "labelsTr" / f"{CASES[0]}.nii.gz").get_fdata()
-        assert dice(nib.load(out / f"{CASES[0]}.nii.gz").get_fdata(), label) > 0.75, model
+        if REAL_DATA:  # anatomy only on real Task04
+            label = nib.load(decathlon / "labelsTr" / f"{CASES[0]}.nii.gz").get_fdata()
+            assert dice(nib.load(out / f"{CASES[0]}.nii.gz").get_fdata(), label) > 0.75, model
     assert "error" not in capsys.readouterr().err
     t2, t3 = rows["snn_t2"], rows["snn"]
     assert t2["model"] == "snn_t2" and int(t2["timesteps"]) == 2 and int(t3["timesteps"]) == 3
