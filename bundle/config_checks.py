@@ -160,6 +160,10 @@ RULES: dict[str, Callable[[Any], str | None]] = {
     "finetune_surrogate": _choice("atan", "sigmoid", "piecewise_quadratic"),
     "finetune_surrogate_alpha": _number(0.0),
     "finetune_val_interval": _whole(1),
+    "refine_epochs": _whole(0),
+    "refine_timesteps": _whole(1),
+    "refine_learning_rate": _number(0.0),
+    "refine_lr_schedule": _choice("cosine", "restart", "constant"),
     # inference
     "model": _choice("snn", "snn_t2", "snn_converted", "ann"),
     "inference_timesteps": _optional(_whole(1)),

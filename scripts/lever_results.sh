@@ -31,7 +31,7 @@ for w in $penalties; do
     "$python" -m monai.bundle run finetune_snn --config_file configs/train.json --logging_file configs/logging.conf \
         --dataset_dir "$data" --snn_converted_ckpt "$start" --output_dir "$out/$name" --ckpt_dir "$out/$name/models" \
         --finetune_timesteps "$T" --finetune_epochs "$epochs" --finetune_learning_rate "$lr" \
-        --finetune_lr_schedule cosine --finetune_rate_penalty "$w" \
+        --finetune_lr_schedule cosine --finetune_rate_penalty "$w" --refine_epochs 0 \
         --finetune_distill_weight "$distill" --finetune_distill_temperature "$temp" --ann_ckpt "$ann" > "$out/$name.log" 2>&1
 done
 # per epoch: validation mean Dice, firing rate and energy against the ANN on the same windows

@@ -28,7 +28,7 @@ finetune() {  # finetune NAME T CONVERTED LEARN_SCALES [overrides...]
     local n=$epochs; [[ $T == 8 ]] && n=$epochs_t8
     stage "$name" "$out/$name/models/model_snn_finetuned.pt" finetune_snn configs/train.json \
         --snn_converted_ckpt "$converted" --finetune_timesteps "$T" --finetune_epochs "$n" \
-        --finetune_learning_rate "$lr" --finetune_learn_scales "$scales" "$@"
+        --finetune_learning_rate "$lr" --finetune_learn_scales "$scales" --refine_epochs 0 "$@"
 }
 direct() {  # direct NAME T [overrides...]
     local name=$1 T=$2; shift 2

@@ -42,19 +42,25 @@ def test_torchrun_two_processes_train_all_three_stages(tmp_path):
         "2",
         "--finetune_epochs",
         "1",
+        "--refine_epochs",
+        "1",
+        "--refine_timesteps",
+        "1",
     ]
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-4000:]
     assert "2 processes (gloo); rank 0 logs and saves" in log
-    for stage in ("[ann] epoch 1/2", "[ann] epoch 2/2", "[finetune] epoch 1/1"):
+    for stage in ("[ann] epoch 1/2", "[ann] epoch 2/2", "[finetune] epoch 1/1", "[refine] epoch 1/1"):
         assert log.count(stage) == 1, stage  # logged by rank 0 only
     models = out / "models"
     ann = ConvertibleUNet(3, channels=(4, 8, 16, 32))
     ann.load_state_dict(torch.load(models / "model_ann.pt", map_location="cpu"), strict=True)  # no "module." keys
-    _, settings = load_snn(ann, models / "model_snn_finetuned.pt")
+    _, settings = load_snn(ann, models / "model_snn_finetuned_round1.pt")
     assert settings["timesteps"] == 2 and settings["finetuned"]["epochs"] == 1
+    _, settings = load_snn(ann, models / "model_snn_finetuned.pt")  # the refine round, in both processes too
+    assert settings["timesteps"] == 1 and [r["timesteps"] for r in settings["finetuned_before"]] == [2]
     # the converted SNN's evaluation gathered both processes' validation cases into one table
     rows = (out / "eval_snn_converted" / "val_mean_dice_raw.csv").read_text().strip().splitlines()[1:]
     assert len(rows) == 2 and len({r.split(",")[0] for r in rows}) == 2

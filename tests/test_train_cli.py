@@ -18,7 +18,8 @@ SMALL = ["--channels", "[4,8,16,32]", "--num_workers", "0", "--synthetic_cases",
 # three short stages: the uninterrupted reference of the kill-and-resume test
 THREE_STAGES = [
     "--epochs", "2", "--val_interval", "1", "--timesteps", "2", "--calibration_cases", "2",
-    "--finetune_epochs", "3", "--finetune_timesteps", "2", "--ema_decay", "0.5", "--finetune_ema_decay", "0.5", *SMALL,
+    "--finetune_epochs", "3", "--finetune_timesteps", "2", "--ema_decay", "0.5", "--finetune_ema_decay", "0.5",
+    "--refine_epochs", "1", "--refine_timesteps", "1", *SMALL,
 ]  # fmt: skip
 
 
@@ -70,9 +71,9 @@ def test_mlflow_tracks_every_stage_with_spike_activity(trained):
     out, _ = trained
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{out / 'mlruns.db'}")
     runs = {r.info.run_name: r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])}
-    assert {"ann", "convert", "finetune"} <= set(runs)
+    assert {"ann", "convert", "finetune", "refine"} <= set(runs)
     assert {"train_loss", "val_mean_dice"} <= set(runs["ann"].data.metrics)
-    for stage in ("convert", "finetune"):
+    for stage in ("convert", "finetune", "refine"):
         assert {"val_mean_dice", "val_firing_rate", "val_energy_uj", "val_energy_vs_ann"} <= set(runs[stage].data.metrics)
     assert "train_loss" in runs["finetune"].data.metrics
 
@@ -182,17 +183,33 @@ def test_metadata_matches_the_network():
 def test_finetune_stage_trains_the_converted_snn(trained):
     out, proc = trained  # the three-stage run fine-tuned for 3 epochs at T=2 (THREE_STAGES)
     assert "[finetune] epoch 3/3" in proc.stdout + proc.stderr
-    ckpt = torch.load(out / "models" / "model_snn_finetuned.pt", map_location="cpu", weights_only=True)
+    ckpt = torch.load(out / "models" / "model_snn_finetuned_round1.pt", map_location="cpu", weights_only=True)
     assert ckpt["settings"]["timesteps"] == 2 and ckpt["settings"]["finetuned"]["epochs"] == 3
     # validated and saved as a moving average of the weights (THREE_STAGES sets finetune_ema_decay)
     assert ckpt["settings"]["finetuned"]["ema_decay"] == 0.5
-    assert (proc.stdout + proc.stderr).count("moving average of the weights (decay 0.5)") == 2  # ANN and SNN
+    # ANN, fine-tuning and the refine round, which inherits the run's settings
+    assert (proc.stdout + proc.stderr).count("moving average of the weights (decay 0.5)") == 3
     assert 0 <= ckpt["settings"]["finetuned"]["best_val_mean_dice"] <= 1
+
+
+def test_refine_round_fine_tunes_stage_3s_model_again_at_its_own_timesteps(trained):
+    """`training` ends with the refine round (refine_epochs > 0): stage 3's model, fine-tuned again at
+    refine_timesteps, is the run's model_snn_finetuned.pt, and remembers the round before it."""
+    out, proc = trained  # refine: 1 epoch at T=1 (THREE_STAGES)
+    log = proc.stdout + proc.stderr
+    assert "[refine] epoch 1/1" in log and "model_snn_finetuned_round1.pt -> " in log
+    assert [r["epoch"] for r in history(out, "refine")] == ["1"]
+    assert (out / "resume" / "refine" / "done.json").is_file()
+    ckpt = torch.load(out / "models" / "model_snn_finetuned.pt", map_location="cpu", weights_only=True)
+    settings = ckpt["settings"]
+    assert settings["timesteps"] == 1 and settings["finetuned"]["epochs"] == 1
+    assert settings["finetuned"]["lr_schedule"] == "cosine" and settings["finetuned"]["learning_rate"] == 1e-4
+    assert [r["epochs"] for r in settings["finetuned_before"]] == [3]  # stage 3's round
     # self-contained: inference rebuilds it from the file alone
     from bundle.inference.models import load_model
 
     network, info = load_model("snn", ckpt=out / "models" / "model_snn_finetuned.pt")
-    assert info["timesteps"] == 2 and network(torch.rand(1, 1, 16, 16, 16)).shape == (1, 3, 16, 16, 16)
+    assert info["timesteps"] == 1 and network(torch.rand(1, 1, 16, 16, 16)).shape == (1, 3, 16, 16, 16)
 
 
 @pytest.mark.slow  # long (a whole run or export); kept out of CI for time: pytest -m slow
@@ -254,6 +271,7 @@ def test_killed_in_finetuning_resumes_without_undoing_finished_stages(trained, t
     for g, w in zip(got, want):
         assert abs(float(g["mean_loss"]) - float(w["mean_loss"])) <= 1e-6, (got, want)
     assert (tmp_path / "resume" / "finetune" / "done.json").is_file()
+    assert (tmp_path / "resume" / "refine" / "done.json").is_file()  # the round after it ran too
     # the best so far survived the resume: the evaluator's and the best-checkpoint saver's record
     best = torch.load(tmp_path / "resume" / "finetune" / "last.pt", map_location="cpu", weights_only=False)["best"]
     assert best["best_metric_epoch"] in (1, 2, 3) and best["best_metric"] >= 0
