@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from bundle.errors import InputError
+from bundle.inference.catalog import MODEL_FILES
 
 __all__ = ["main"]
 
@@ -28,7 +29,7 @@ def _parser() -> argparse.ArgumentParser:
 
     def common(q: argparse.ArgumentParser) -> None:
         q.add_argument(
-            "--model", default=None, choices=["snn", "snn_t2", "snn_converted", "ann"],
+            "--model", default=None, choices=list(MODEL_FILES),
             help="snn: the fine-tuned SNN at T=3 (default); snn_t2: fine-tuned for T=2 (3/4 of its energy, -0.007 Dice); "
             "snn_converted: converted, not fine-tuned (T=16); ann: the U-Net it came from",
         )  # fmt: skip

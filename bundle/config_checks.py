@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from bundle.errors import InputError
+from bundle.inference.catalog import MODEL_FILES
 from bundle.options import as_bool
 
 __all__ = ["RULES", "check_config", "check_keys", "check_values", "command_line_keys"]
@@ -165,7 +166,7 @@ RULES: dict[str, Callable[[Any], str | None]] = {
     "refine_learning_rate": _number(0.0),
     "refine_lr_schedule": _choice("cosine", "restart", "constant"),
     # inference
-    "model": _choice("snn", "snn_t2", "snn_converted", "ann"),
+    "model": _choice(*MODEL_FILES),
     "inference_timesteps": _optional(_whole(1)),
     "sw_batch_size": _whole(1),
     "overlap": _number(0.0, 1.0, low_open=False, high_open=True),

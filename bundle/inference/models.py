@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from bundle.errors import InputError
+from bundle.inference.catalog import MADE_BY, MODEL_FILES
 from bundle.networks import ConvertibleUNet
 from bundle.networks.checkpoint import load_weights
 from bundle.options import as_bool
@@ -22,13 +23,6 @@ from bundle.spiking.segmenter import ADAPTIVE_RULES, SpikingSegmenter
 __all__ = ["DEFAULT_MODELS_DIR", "MODEL_FILES", "check_device", "load_model"]
 
 DEFAULT_MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
-MODEL_FILES = {
-    "snn": "model_snn_finetuned.pt",
-    "snn_t2": "model_snn_t2.pt",
-    "snn_converted": "model_snn_converted.pt",
-    "ann": "model_ann.pt",
-}
-_MADE_BY = {"snn": "finetune_snn", "snn_t2": "finetune_snn", "snn_converted": "convert", "ann": "train_ann"}
 
 
 def check_device(device: torch.device | str) -> torch.device:
@@ -73,7 +67,7 @@ def load_model(
     check_device(device)
     path = Path(ckpt) if ckpt else Path(models_dir or DEFAULT_MODELS_DIR) / MODEL_FILES[model]
     if not path.is_file():
-        raise InputError(f"{path}: not found; run the '{_MADE_BY[model]}' stage first (or pass its path).")
+        raise InputError(f"{path}: not found; run the '{MADE_BY[model]}' stage first (or pass its path).")
     if timesteps is not None and (int(timesteps) != timesteps or int(timesteps) < 1):
         raise InputError(f"timesteps {timesteps!r}: must be a whole number >= 1.")
     if adaptive not in ADAPTIVE_RULES:
@@ -86,11 +80,11 @@ def load_model(
         raise InputError("adaptive timesteps need single-step inference: set multi_step false.")
     if model == "ann":
         try:
-            network = load_weights(ConvertibleUNet(spatial_dims, 1, 3, channels), path, _MADE_BY[model], device)
+            network = load_weights(ConvertibleUNet(spatial_dims, 1, 3, channels), path, MADE_BY[model], device)
         except (pickle.UnpicklingError, EOFError, KeyError, RuntimeError, TypeError) as e:
             raise InputError(f"{path}: not an ANN checkpoint of this bundle ({type(e).__name__}).") from None
         return network, {"model": model, "checkpoint": str(path), "timesteps": 0, "neuron": "relu"}
-    ckpt = read(path, _MADE_BY[model])  # read once; the graph is rebuilt from its settings
+    ckpt = read(path, MADE_BY[model])  # read once; the graph is rebuilt from its settings
     try:
         snn, settings = build(ckpt, None, device)
     except (KeyError, TypeError, RuntimeError) as e:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bundle.errors import InputError
-from bundle.inference.models import MODEL_FILES
+from bundle.inference.catalog import DESCRIPTIONS, MODEL_FILES
 
 __all__ = ["BUNDLE_ROOT", "CONF_KEYS", "DEFAULT_MODELS", "ModelChoice", "model_choices"]
 
@@ -22,12 +22,6 @@ logger = logging.getLogger(__name__)
 
 BUNDLE_ROOT = Path(__file__).resolve().parents[4]  # apps/monailabel_hippocampus/lib/configs/ -> the bundle
 DEFAULT_MODELS = ("snn", "ann")
-DESCRIPTIONS = {
-    "snn": "fine-tuned spiking U-Net (default)",
-    "snn_t2": "fine-tuned spiking U-Net for fewer steps: 3/4 of the energy of snn, a little less Dice",
-    "snn_converted": "spiking U-Net converted from the ANN, not fine-tuned",
-    "ann": "the conventional U-Net the SNN was converted from",
-}
 CONF_KEYS = {
     "models": f"comma-separated models to serve, first = default: {', '.join(MODEL_FILES)} or 'all' "
     f"(default: {','.join(DEFAULT_MODELS)})",

@@ -1,0 +1,22 @@
+"""The shipped models by name: each one's file in ``models/``, the run id that makes it, and one line on it.
+
+Plain data with no imports, so the command line's choices, the config checks and the MONAI Label app name
+the same models as :mod:`bundle.inference.models`, which loads them. A new model is one entry here.
+"""
+
+__all__ = ["DEFAULT_MODEL", "DESCRIPTIONS", "MADE_BY", "MODEL_FILES"]
+
+DEFAULT_MODEL = "snn"
+MODEL_FILES = {
+    "snn": "model_snn_finetuned.pt",
+    "snn_t2": "model_snn_t2.pt",
+    "snn_converted": "model_snn_converted.pt",
+    "ann": "model_ann.pt",
+}
+MADE_BY = {"snn": "finetune_snn", "snn_t2": "finetune_snn", "snn_converted": "convert", "ann": "train_ann"}
+DESCRIPTIONS = {
+    "snn": "fine-tuned spiking U-Net at T=3 (default)",
+    "snn_t2": "fine-tuned spiking U-Net for T=2: 3/4 of the energy of snn, a little less Dice",
+    "snn_converted": "spiking U-Net converted from the ANN, not fine-tuned (T=16)",
+    "ann": "the conventional U-Net the SNN was converted from",
+}
