@@ -53,33 +53,23 @@ def refine(
     values: Mapping[str, Any],
     paths: Mapping[str, Any],
     *,
-    epochs: int,
-    timesteps: int,
-    learning_rate: float,
-    lr_schedule: str,
-    start_ckpt: str,
-    out_ckpt: str,
     handlers: Sequence | None = None,
+    **settings: Any,
 ) -> None:
-    """Run the round (``epochs`` 0: nothing). ``handlers``: the run's top-level handlers, whose MLflow handler
-    (``--tracking mlflow``) the round's own run inherits."""
-    if int(epochs) <= 0:
+    """Run the round whose ``settings`` are :func:`round_overrides`' keywords (``epochs`` 0: nothing).
+    ``handlers``: the run's top-level handlers, whose MLflow handler (``--tracking mlflow``) the round's own
+    run inherits."""
+    if int(settings["epochs"]) <= 0:
         return
     from monai.bundle import run
     from monai.handlers import MLFlowHandler
 
-    overrides = round_overrides(
-        values,
-        paths,
-        epochs=epochs,
-        timesteps=timesteps,
-        learning_rate=learning_rate,
-        lr_schedule=lr_schedule,
-        start_ckpt=start_ckpt,
-        out_ckpt=out_ckpt,
-    )
+    overrides = round_overrides(values, paths, **settings)
     files = [config_files] if isinstance(config_files, str) else list(config_files)
     tracking = "mlflow" if any(isinstance(h, MLFlowHandler) for h in handlers or []) else None
-    logger.info(f"[refine] {start_ckpt} -> {out_ckpt}: {epochs} epochs at T={timesteps}, lr {learning_rate} {lr_schedule}")
+    logger.info(
+        f"[refine] {settings['start_ckpt']} -> {settings['out_ckpt']}: {settings['epochs']} epochs at "
+        f"T={settings['timesteps']}, lr {settings['learning_rate']} {settings['lr_schedule']}"
+    )
     # logging_file False: the run's own logging stays as the outer command set it
     run("finetune_snn", config_file=files, logging_file=False, tracking=tracking, **overrides)
