@@ -2,6 +2,7 @@
 # Dice vs energy of the shipped models at fixed and adaptive T (docs/RESULTS.md, "The frontier: fixed and
 # adaptive T"): each run is `hippo-snn evaluate` on the 42 validation cases; runs with a summary are kept.
 # Usage: scripts/frontier_results.sh [DATASET_DIR] [OUT_DIR]; then python scripts/frontier_table.py OUT_DIR
+#   [--levers runs/levers_lowT --direct runs/direct/main.log] [--plot docs/frontier_dice_vs_energy.png]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${1:-../shared/data/Task04_Hippocampus}
