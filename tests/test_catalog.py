@@ -6,11 +6,11 @@ from conftest import REPO
 from bundle.cli import _parser
 from bundle.config_checks import check_values
 from bundle.errors import InputError
-from bundle.inference.catalog import DEFAULT_MODEL, DESCRIPTIONS, MADE_BY, MODEL_FILES
+from bundle.inference.catalog import DESCRIPTIONS, MADE_BY, MODEL_FILES
 
 
 def test_every_shipped_model_has_its_file_its_maker_and_a_description():
-    assert set(MODEL_FILES) == set(MADE_BY) == set(DESCRIPTIONS) and DEFAULT_MODEL in MODEL_FILES
+    assert set(MODEL_FILES) == set(MADE_BY) == set(DESCRIPTIONS)
     for name, file in MODEL_FILES.items():
         assert (REPO / "models" / file).is_file(), name
 

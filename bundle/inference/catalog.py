@@ -4,9 +4,8 @@ Plain data with no imports, so the command line's choices, the config checks and
 the same models as :mod:`bundle.inference.models`, which loads them. A new model is one entry here.
 """
 
-__all__ = ["DEFAULT_MODEL", "DESCRIPTIONS", "MADE_BY", "MODEL_FILES"]
+__all__ = ["DESCRIPTIONS", "MADE_BY", "MODEL_FILES"]
 
-DEFAULT_MODEL = "snn"
 MODEL_FILES = {
     "snn": "model_snn_finetuned.pt",
     "snn_t2": "model_snn_t2.pt",
