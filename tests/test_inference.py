@@ -221,6 +221,28 @@ def test_a_file_with_a_masks_name_is_never_taken_for_the_mask(real_images, tmp_p
     assert fake.read_bytes() == (real_images / f"{CASES[0]}.nii.gz").read_bytes()  # not overwritten
 
 
+def test_images_sharing_a_mask_name_one_wins_and_an_unreadable_one_claims_nothing(real_images, tmp_path, capsys):
+    import SimpleITK as sitk
+
+    sitk.WriteImage(sitk.ReadImage(str(real_images / f"{CASES[1]}.nii.gz")), str(real_images / f"{CASES[0]}.nrrd"))
+    (real_images / "broken.mha").write_text("not an image")
+    (real_images / "broken.nii.gz").write_bytes(b"not an image either")
+    out = tmp_path / "out"
+    assert main(["segment", str(real_images), str(out), "--model", "ann", "--quiet"]) == 1
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    nrrd, mha, nii = real_images / f"{CASES[0]}.nrrd", real_images / "broken.mha", real_images / "broken.nii.gz"
+    assert f"error: {nrrd}: its mask name {CASES[0]}.nii.gz is already used by {real_images / CASES[0]}.nii.gz." in err
+    # both broken files are reported as what they are: neither took the name from the other
+    for broken in (mha, nii):
+        (line,) = [line for line in err if str(broken) in line]
+        assert line.startswith(f"error: {broken}: unreadable"), err
+    assert not any("already used by" in line and "broken" in line for line in err), err
+    rows = {r["case"]: r for r in csv.DictReader((out / "volumes.csv").open())}
+    assert rows[CASES[0]]["status"] == "ok" and rows[CASES[0]]["image"] == str(real_images / f"{CASES[0]}.nii.gz")
+    assert rows[nrrd.name]["status"] == "failed"  # its own row: the winner's is not replaced
+    assert sorted(p.name for p in out.glob("*.nii.gz")) == [f"{c}.nii.gz" for c in CASES]
+
+
 def test_a_mask_of_an_earlier_image_or_another_model_is_not_kept_as_valid(real_images, tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["segment", str(real_images), str(out), "--model", "ann", "--quiet"]) == 0

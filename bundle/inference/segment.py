@@ -555,10 +555,10 @@ def segment_folder(
                 if target.name in claimed:
                     row["case"] = path.name  # its own CSV row: never replaces the row of the image that won the name
                     raise InputError(f"{path}: its mask name {target.name} is already used by {claimed[target.name]}.")
-                claimed[target.name] = path
                 t = time.perf_counter()
                 image = load_image(path)
                 read_s = time.perf_counter() - t
+                claimed[target.name] = path  # only a readable image takes the name: an unreadable one writes nothing
                 row["image_sha256"] = image_sha = file_sha256(path)
                 earlier = table.get(case)
                 if target.exists() and not overwrite:
