@@ -1,4 +1,5 @@
-"""Training step time, float32 vs bfloat16 autocast, for the ANN and the spiking fine-tuning step.
+"""Training step time, float32 vs bfloat16 autocast, for the ANN and the spiking fine-tuning step
+(the latter with the neurons' eager step and their compiled one, ``neuron_kernel``).
 
 Same network, batch and loss as ``configs/train.json`` (ConvertibleUNet 16-32-64-128, batch 4 of
 32x48x32 patches, Dice+CE for the ANN, Dice for fine-tuning with learnable scales), random inputs,
@@ -23,7 +24,7 @@ import torch
 from bundle.networks import ConvertibleUNet
 from bundle.networks.precision import MixedPrecision
 from bundle.spiking.conversion import convert
-from bundle.spiking.neurons import set_surrogate
+from bundle.spiking.neurons import set_kernel, set_surrogate
 from bundle.spiking.segmenter import SpikingSegmenter
 from bundle.training.finetune import learnable_scales, param_groups
 
@@ -48,6 +49,7 @@ def main() -> None:
     parser.add_argument("--timesteps", type=int, default=4)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", default=None, help="write the figures as JSON here")
+    parser.add_argument("--kernels", nargs="+", default=["eager", "compiled"], choices=["eager", "compiled"])
     args = parser.parse_args()
     device = torch.device(args.device)
     torch.manual_seed(0)
@@ -65,10 +67,15 @@ def main() -> None:
     snn = convert(ann, [x[i : i + 1] for i in range(4)], neuron="ternary", device=device)
     segmenter = SpikingSegmenter(set_surrogate(learnable_scales(snn), "atan", 2.0), timesteps=args.timesteps).to(device)
     segmenter.train()
-    for precision in ("float32", "bfloat16"):
-        net = MixedPrecision(segmenter, enabled=precision == "bfloat16")
-        opt = torch.optim.Adam(param_groups(segmenter, 1e-4, 1e-3), 1e-4)
-        rows[f"snn T={args.timesteps} {precision}"] = step_times(net, dice, opt, x, y, args.steps)
+    start = {k: v.clone() for k, v in segmenter.state_dict().items()}
+    for kernel in args.kernels:
+        set_kernel(segmenter, kernel)
+        for precision in ("float32", "bfloat16"):
+            segmenter.load_state_dict(start)  # every variant steps from the same weights
+            net = MixedPrecision(segmenter, enabled=precision == "bfloat16")
+            opt = torch.optim.Adam(param_groups(segmenter, 1e-4, 1e-3), 1e-4)
+            name = f"snn T={args.timesteps} {precision}" + ("" if kernel == "eager" else f" {kernel}")
+            rows[name] = step_times(net, dice, opt, x, y, args.steps)
     report = {
         "device": str(device),
         "threads": torch.get_num_threads(),
@@ -77,9 +84,14 @@ def main() -> None:
     }
     for name, med in report["median_step_s"].items():
         print(f"{name:22s} median step {med:.3f} s")
+    med = report["median_step_s"]
     for stage in ("ann", f"snn T={args.timesteps}"):
-        fp32, bf16 = report["median_step_s"][f"{stage} float32"], report["median_step_s"][f"{stage} bfloat16"]
-        print(f"{stage}: bfloat16 is {fp32 / bf16:.2f}x float32")
+        if f"{stage} float32" in med:
+            print(f"{stage}: bfloat16 is {med[f'{stage} float32'] / med[f'{stage} bfloat16']:.2f}x float32")
+    for precision in ("float32", "bfloat16"):
+        eager, fused = (med.get(f"snn T={args.timesteps} {precision}{k}") for k in ("", " compiled"))
+        if eager and fused:
+            print(f"snn T={args.timesteps} {precision}: the compiled neuron step is {eager / fused:.2f}x the eager one")
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(report, indent=2) + "\n")

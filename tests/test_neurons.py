@@ -112,6 +112,40 @@ def test_compiled_kernel_matches_the_eager_step(kind):
         assert torch.allclose(getattr(fused, name), getattr(eager, name), atol=1e-6)
 
 
+@pytest.mark.parametrize("kind", ["binary", "ternary"])
+@pytest.mark.parametrize("surrogate", ["atan", "sigmoid", "piecewise_quadratic"])
+def test_compiled_training_step_gives_the_eager_spikes_and_surrogate_gradients(kind, surrogate):
+    from spikingjelly.activation_based import functional
+
+    from bundle.spiking.neurons import set_surrogate
+
+    torch.manual_seed(0)
+    xs = torch.randn(4, 2, 3, 5, 4, 6) * 1.5
+    weight = torch.linspace(-1, 1, xs[0].numel()).view_as(xs[0])
+    results = []
+    for kernel in ("eager", "compiled"):
+        neuron = set_kernel(set_surrogate(make_neuron(kind, 0.7, 0.5), surrogate), kernel)
+        x = xs.clone().requires_grad_(True)
+        spikes = torch.stack([neuron(x[t]) for t in range(len(x))])  # T steps through the membrane
+        ((spikes * weight).sum() + (neuron.v**2).sum()).backward()
+        results.append((spikes.detach(), x.grad))
+        functional.reset_net(neuron)
+    (eager_spikes, eager_grad), (fused_spikes, fused_grad) = results
+    assert torch.equal(fused_spikes, eager_spikes)
+    assert eager_grad.abs().sum() > 0
+    assert torch.allclose(fused_grad, eager_grad, rtol=1e-4, atol=1e-5)
+    step = kernels.train_step(kind, type(neuron.surrogate_function).__name__)
+    assert step in kernels._compiled and step not in kernels._failed  # the fused step ran, not the fallback
+
+
+def test_the_rate_penalty_trains_through_the_eager_step():
+    neuron = set_kernel(GuardedTernaryIFNode(0.7), "compiled")
+    neuron.track_activity = True  # the fused step does not count activity: this one must not take it
+    assert neuron._train_kernel("ternary") is None
+    neuron.track_activity = False
+    assert neuron._train_kernel("ternary") is kernels.train_step("ternary", "ATan")
+
+
 def test_a_kernel_that_cannot_compile_falls_back_to_the_eager_step(monkeypatch, caplog):
     def broken(*args):
         raise RuntimeError("no C++ compiler")

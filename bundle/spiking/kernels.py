@@ -1,24 +1,30 @@
-"""Fused inference steps for the IF neurons: one ``torch.compile`` kernel per neuron type.
+"""Fused steps for the IF neurons: one ``torch.compile`` kernel per neuron type, for inference and training.
 
 Eagerly, a ternary neuron's step is about ten full passes over its feature map (charge, two
 comparisons, the guard, casts, reset, count), each allocating a tensor; on a CPU that is a quarter
 of the SNN's time at T=4. Compiled (Inductor: C++/OpenMP on CPU, Triton on CUDA) the step is one
 loop that reads ``x, v, count`` once and writes ``spike, v, count`` once.
 
+Training steps (:func:`train_step`) differentiate through the spike with SpikingJelly's surrogate
+gradients written as a straight-through estimator: ``Θ(x) + g(x) - g(x).detach()``, whose value is the
+spike and whose derivative is ``g'(x)``, ``g`` being the surrogate's primitive (SpikingJelly's
+``primitive_function``). Plain differentiable ops, so Inductor fuses forward and backward alike
+(SpikingJelly's own surrogates are ``autograd.Function`` objects, one op per pass).
+
 Compilation takes seconds on first use and is cached on disk by PyTorch. It needs a C++ compiler on
-CPU; where compiling fails, the neurons fall back to the eager step and say so once. Training
-(autograd through the surrogate gradient) always runs eagerly.
+CPU; where compiling fails, the neurons fall back to the eager step and say so once.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections.abc import Callable
 
 import torch
 
-__all__ = ["KERNELS", "binary_step", "compiled", "run", "ternary_step"]
+__all__ = ["KERNELS", "PRIMITIVES", "binary_step", "compiled", "run", "ternary_step", "train_step"]
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +43,69 @@ def ternary_step(
     h = v + x
     spike = (h >= threshold).to(x.dtype) - ((h <= -threshold) & (count > 0)).to(x.dtype)
     return spike, h - threshold * spike, count + spike
+
+
+def _atan(x: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    return torch.atan(math.pi / 2 * alpha * x) / math.pi + 0.5
+
+
+def _sigmoid(x: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    return torch.sigmoid(alpha * x)
+
+
+def _piecewise_quadratic(x: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    inside = (x.abs() <= 1 / alpha).to(x.dtype)
+    return (x > 1 / alpha).to(x.dtype) + inside * (-(alpha**2) / 2 * x * x.abs() + alpha * x + 0.5)
+
+
+# the primitives of SpikingJelly's surrogates by class name (their derivative is the surrogate gradient)
+PRIMITIVES: dict[str, Callable] = {"ATan": _atan, "Sigmoid": _sigmoid, "PiecewiseQuadratic": _piecewise_quadratic}
+
+
+def _spike(x: torch.Tensor, alpha: torch.Tensor, primitive: Callable) -> torch.Tensor:
+    """``Θ(x)`` forward (SpikingJelly's heaviside, ``x >= 0``), ``primitive'(x)`` backward."""
+    g = primitive(x, alpha)
+    return (x >= 0).to(x.dtype) + (g - g.detach())
+
+
+def _binary_train(primitive: Callable) -> Callable:
+    def step(x, v, threshold, alpha):
+        h = v + x
+        spike = _spike(h - threshold, alpha, primitive)
+        return spike, h - threshold * spike
+
+    return step
+
+
+def _ternary_train(primitive: Callable) -> Callable:
+    def step(x, v, count, threshold, alpha):
+        h = v + x
+        pos = _spike(h - threshold, alpha, primitive)
+        neg = _spike(-h - threshold, alpha, primitive) * (count > 0).to(h.dtype)
+        spike = pos - neg
+        return spike, h - threshold * spike, count + spike.detach()
+
+    return step
+
+
+_train_steps: dict[tuple[str, str], Callable] = {}
+
+
+def train_step(neuron: str, surrogate: str) -> Callable | None:
+    """The differentiable step of a ``"binary"`` or ``"ternary"`` neuron with the surrogate named by its
+    SpikingJelly class (``"ATan"``...), as one function object per pair (so each compiles once); ``None``
+    for a surrogate without a primitive here (the neuron then trains eagerly).
+
+    Binary: ``(x, v, threshold, alpha) -> (spike, v)``; ternary: ``(x, v, count, threshold, alpha) ->
+    (spike, v, count)``; both as the neurons' eager training steps with soft reset through the spike.
+    """
+    if surrogate not in PRIMITIVES:
+        return None
+    key = (neuron, surrogate)
+    if key not in _train_steps:
+        make = {"binary": _binary_train, "ternary": _ternary_train}[neuron]
+        _train_steps[key] = make(PRIMITIVES[surrogate])
+    return _train_steps[key]
 
 
 _compiled: dict[Callable, Callable] = {}

@@ -62,7 +62,7 @@ class _SoftResetIF(BaseNode):
         self.v_init = float(v_init)
         self.v = self.v_init * self.v_threshold
         self.set_reset_value("v", self.v)  # BaseNode registered v = 0.0
-        self.kernel = "eager"  # inference step: "eager" or "compiled" (see bundle.spiking.kernels)
+        self.kernel = "eager"  # "eager" or "compiled" steps, inference and training (see bundle.spiking.kernels)
         # training only (autograd step): a differentiable running sum of |spikes| and of neuron-steps, for a
         # firing-rate penalty; off by default, reset by whoever reads it (SpikingSegmenter.spike_rate)
         self.track_activity = False
@@ -91,6 +91,23 @@ class _SoftResetIF(BaseNode):
         else:
             v = torch.full_like(x, float(v), dtype=dtype)
         return (v, *states[1:])
+
+    def _train_kernel(self, neuron: str):
+        """The compiled training step, or ``None`` for the eager one: the kernel is eager, the surrogate has
+        no primitive in :mod:`bundle.spiking.kernels`, or the step must do what the fused one does not
+        (track activity for a rate penalty, detach the reset)."""
+        if self.kernel != "compiled" or self.track_activity or self.detach_reset:
+            return None
+        return kernels.train_step(neuron, type(self.surrogate_function).__name__)
+
+    def _alpha(self, v: torch.Tensor) -> torch.Tensor:
+        # the surrogate's shape parameter as a tensor, for the same reason as the threshold
+        key = (float(self.surrogate_function.alpha), v.dtype, v.device)
+        cached = getattr(self, "_alpha_cache", (None, None))
+        if cached[0] != key:
+            cached = (key, torch.tensor(key[0], dtype=v.dtype, device=v.device))
+            self._alpha_cache = cached
+        return cached[1]
 
     @staticmethod
     def _tensor(state, like: torch.Tensor) -> torch.Tensor:
@@ -134,6 +151,11 @@ class IFNeuron(_SoftResetIF):
         x = inputs[0]
         if not torch.is_grad_enabled():
             return self._inference_step(x, states)
+        fused = self._train_kernel("binary")
+        if fused is not None:
+            v = self._tensor(states[0], x)
+            spike, v = kernels.run(fused, x, v, self._threshold(v), self._alpha(v))
+            return (spike,), (v, *states[1:])
         h = self._tensor(states[0], x) + x
         spike = self.surrogate_function(h - self.v_threshold)
         self._track(spike)
@@ -172,6 +194,11 @@ class GuardedTernaryIFNode(_SoftResetIF):
         x = inputs[0]
         if not torch.is_grad_enabled():
             return self._inference_step(x, states)
+        fused = self._train_kernel("ternary")
+        if fused is not None:
+            v, count = self._tensor(states[0], x), self._tensor(states[1], x)
+            spike, v, count = kernels.run(fused, x, v, count, self._threshold(v), self._alpha(v))
+            return (spike,), (v, count, *states[2:])
         h = self._tensor(states[0], x) + x
         count = self._tensor(states[1], x)
         pos = self.surrogate_function(h - self.v_threshold)
@@ -223,7 +250,8 @@ def set_surrogate(network: nn.Module, name: str = "atan", alpha: float | None = 
 
 
 def set_kernel(network: nn.Module, kernel: str = "eager") -> nn.Module:
-    """Run every neuron's inference step ``"eager"`` (op by op) or ``"compiled"`` (one fused kernel)."""
+    """Run every neuron's step ``"eager"`` (op by op) or ``"compiled"`` (one fused kernel), in inference and
+    in training."""
     if kernel not in kernels.KERNELS:
         raise ValueError(f"kernel must be one of {kernels.KERNELS} but is {kernel!r}.")
     for module in network.modules():
