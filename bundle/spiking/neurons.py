@@ -41,6 +41,13 @@ def _as_float(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return mask.to(dtype) if torch.jit.is_tracing() else mask.view(torch.uint8).to(dtype)
 
 
+def _plain(x: torch.Tensor) -> torch.Tensor:
+    """``x`` as a plain tensor, still in the autograd graph: a training batch arrives as MONAI's MetaTensor (and
+    SpikingJelly makes the first state like it), whose ``__torch_function__`` the compiler would trace into
+    every fused step (slower, and it warns)."""
+    return x if type(x) is torch.Tensor else x.as_subclass(torch.Tensor)
+
+
 class _SoftResetIF(BaseNode):
     """Shared constructor: float threshold, soft reset, ``v_init`` as a fraction of the threshold."""
 
@@ -153,7 +160,7 @@ class IFNeuron(_SoftResetIF):
             return self._inference_step(x, states)
         fused = self._train_kernel("binary")
         if fused is not None:
-            v = self._tensor(states[0], x)
+            x, v = _plain(x), _plain(self._tensor(states[0], x))
             spike, v = kernels.run(fused, x, v, self._threshold(v), self._alpha(v))
             return (spike,), (v, *states[1:])
         h = self._tensor(states[0], x) + x
@@ -196,7 +203,7 @@ class GuardedTernaryIFNode(_SoftResetIF):
             return self._inference_step(x, states)
         fused = self._train_kernel("ternary")
         if fused is not None:
-            v, count = self._tensor(states[0], x), self._tensor(states[1], x)
+            x, v, count = _plain(x), _plain(self._tensor(states[0], x)), _plain(self._tensor(states[1], x))
             spike, v, count = kernels.run(fused, x, v, count, self._threshold(v), self._alpha(v))
             return (spike,), (v, count, *states[2:])
         h = self._tensor(states[0], x) + x
