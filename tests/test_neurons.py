@@ -112,8 +112,10 @@ def test_compiled_kernel_matches_the_eager_step(kind):
         assert torch.allclose(getattr(fused, name), getattr(eager, name), atol=1e-6)
 
 
-@pytest.mark.parametrize("kind", ["binary", "ternary"])
-@pytest.mark.parametrize("surrogate", ["atan", "sigmoid", "piecewise_quadratic"])
+# each surrogate and each neuron type once (every pair is one more compilation: seconds of CI each)
+@pytest.mark.parametrize(
+    "kind, surrogate", [("ternary", "atan"), ("ternary", "piecewise_quadratic"), ("binary", "sigmoid")]
+)
 def test_compiled_training_step_gives_the_eager_spikes_and_surrogate_gradients(kind, surrogate):
     from spikingjelly.activation_based import functional
 
@@ -136,25 +138,6 @@ def test_compiled_training_step_gives_the_eager_spikes_and_surrogate_gradients(k
     assert torch.allclose(fused_grad, eager_grad, rtol=1e-4, atol=1e-5)
     step = kernels.train_step(kind, type(neuron.surrogate_function).__name__)
     assert step in kernels._compiled and step not in kernels._failed  # the fused step ran, not the fallback
-
-
-def test_compiled_training_step_takes_a_monai_batch_without_tracing_its_metadata():
-    import warnings
-
-    from monai.data import MetaTensor
-
-    torch.manual_seed(0)
-    x = MetaTensor(torch.randn(2, 3, 5, 4, 6), meta={"filename_or_obj": "case.nii.gz"}).requires_grad_(True)
-    neuron = set_kernel(make_neuron("ternary", 0.7, 0.5), "compiled")
-    reference = make_neuron("ternary", 0.7, 0.5)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        spikes = torch.stack([neuron(x) for _ in range(3)])
-        spikes.sum().backward()
-    assert not [w for w in caught if "Dynamo" in str(w.message)], [str(w.message) for w in caught]
-    grad, x.grad = x.grad.clone(), None
-    torch.stack([reference(x) for _ in range(3)]).sum().backward()
-    assert torch.allclose(grad, x.grad, rtol=1e-4, atol=1e-5)
 
 
 def test_the_rate_penalty_trains_through_the_eager_step():
