@@ -136,7 +136,7 @@ def test_compiled_training_step_gives_the_eager_spikes_and_surrogate_gradients(k
     assert torch.equal(fused_spikes, eager_spikes)
     assert eager_grad.abs().sum() > 0
     assert torch.allclose(fused_grad, eager_grad, rtol=1e-4, atol=1e-5)
-    step = kernels.train_step(kind, type(neuron.surrogate_function).__name__)
+    step = kernels.train_step(kind, type(neuron.surrogate_function).primitive_function)
     assert step in kernels._compiled and step not in kernels._failed  # the fused step ran, not the fallback
 
 
@@ -145,7 +145,8 @@ def test_the_rate_penalty_trains_through_the_eager_step():
     neuron.track_activity = True  # the fused step does not count activity: this one must not take it
     assert neuron._train_kernel("ternary") is None
     neuron.track_activity = False
-    assert neuron._train_kernel("ternary") is kernels.train_step("ternary", "ATan")
+    primitive = neuron.surrogate_function.primitive_function
+    assert neuron._train_kernel("ternary") is kernels.train_step("ternary", primitive)
 
 
 def test_a_kernel_that_cannot_compile_falls_back_to_the_eager_step(monkeypatch, caplog):

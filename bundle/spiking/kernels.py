@@ -7,9 +7,9 @@ loop that reads ``x, v, count`` once and writes ``spike, v, count`` once.
 
 Training steps (:func:`train_step`) differentiate through the spike with SpikingJelly's surrogate
 gradients written as a straight-through estimator: ``Θ(x) + g(x) - g(x).detach()``, whose value is the
-spike and whose derivative is ``g'(x)``, ``g`` being the surrogate's primitive (SpikingJelly's
+spike and whose derivative is ``g'(x)``, ``g`` being the surrogate's primitive (SpikingJelly's own
 ``primitive_function``). Plain differentiable ops, so Inductor fuses forward and backward alike
-(SpikingJelly's own surrogates are ``autograd.Function`` objects, one op per pass).
+(SpikingJelly's surrogate calls are ``autograd.Function`` objects, one op per pass).
 
 Compilation takes seconds on first use and is cached on disk by PyTorch. It needs a C++ compiler on
 CPU; where compiling fails, the neurons fall back to the eager step and say so once.
@@ -18,13 +18,12 @@ CPU; where compiling fails, the neurons fall back to the eager step and say so o
 from __future__ import annotations
 
 import logging
-import math
 import threading
 from collections.abc import Callable
 
 import torch
 
-__all__ = ["KERNELS", "PRIMITIVES", "binary_step", "compiled", "run", "ternary_step", "train_step"]
+__all__ = ["KERNELS", "binary_step", "compiled", "run", "ternary_step", "train_step"]
 
 logger = logging.getLogger(__name__)
 
@@ -43,23 +42,6 @@ def ternary_step(
     h = v + x
     spike = (h >= threshold).to(x.dtype) - ((h <= -threshold) & (count > 0)).to(x.dtype)
     return spike, h - threshold * spike, count + spike
-
-
-def _atan(x: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
-    return torch.atan(math.pi / 2 * alpha * x) / math.pi + 0.5
-
-
-def _sigmoid(x: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
-    return torch.sigmoid(alpha * x)
-
-
-def _piecewise_quadratic(x: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
-    inside = (x.abs() <= 1 / alpha).to(x.dtype)
-    return (x > 1 / alpha).to(x.dtype) + inside * (-(alpha**2) / 2 * x * x.abs() + alpha * x + 0.5)
-
-
-# the primitives of SpikingJelly's surrogates by class name (their derivative is the surrogate gradient)
-PRIMITIVES: dict[str, Callable] = {"ATan": _atan, "Sigmoid": _sigmoid, "PiecewiseQuadratic": _piecewise_quadratic}
 
 
 def _spike(x: torch.Tensor, alpha: torch.Tensor, primitive: Callable) -> torch.Tensor:
@@ -88,23 +70,21 @@ def _ternary_train(primitive: Callable) -> Callable:
     return step
 
 
-_train_steps: dict[tuple[str, str], Callable] = {}
+_train_steps: dict[tuple[str, Callable], Callable] = {}
 
 
-def train_step(neuron: str, surrogate: str) -> Callable | None:
-    """The differentiable step of a ``"binary"`` or ``"ternary"`` neuron with the surrogate named by its
-    SpikingJelly class (``"ATan"``...), as one function object per pair (so each compiles once); ``None``
-    for a surrogate without a primitive here (the neuron then trains eagerly).
+def train_step(neuron: str, primitive: Callable) -> Callable:
+    """The differentiable step of a ``"binary"`` or ``"ternary"`` neuron whose surrogate has the primitive
+    ``primitive(x, alpha)`` (a SpikingJelly surrogate's ``primitive_function``), as one function object per
+    pair, so each compiles once.
 
     Binary: ``(x, v, threshold, alpha) -> (spike, v)``; ternary: ``(x, v, count, threshold, alpha) ->
     (spike, v, count)``; both as the neurons' eager training steps with soft reset through the spike.
     """
-    if surrogate not in PRIMITIVES:
-        return None
-    key = (neuron, surrogate)
+    key = (neuron, primitive)
     if key not in _train_steps:
         make = {"binary": _binary_train, "ternary": _ternary_train}[neuron]
-        _train_steps[key] = make(PRIMITIVES[surrogate])
+        _train_steps[key] = make(primitive)
     return _train_steps[key]
 
 

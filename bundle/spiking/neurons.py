@@ -77,13 +77,16 @@ class _SoftResetIF(BaseNode):
         self.activity_steps = 0
 
     def _threshold(self, v: torch.Tensor) -> torch.Tensor:
-        # a tensor, not a float: a compiled kernel would otherwise be specialised to each threshold value;
-        # kept per device (no host-to-GPU copy per step)
-        key = (self.v_threshold, v.dtype, v.device)
-        cached = getattr(self, "_threshold_cache", (None, None))  # one read: callers may run in threads
+        # a tensor, not a float: a compiled kernel would otherwise be specialised to each threshold value
+        return self._constant("threshold", self.v_threshold, v)
+
+    def _constant(self, name: str, value: float, v: torch.Tensor) -> torch.Tensor:
+        """``value`` as a tensor of ``v``'s dtype and device, kept per device (no host-to-GPU copy per step)."""
+        key = (value, v.dtype, v.device)
+        cached = getattr(self, f"_{name}_cache", (None, None))  # one read: callers may run in threads
         if cached[0] != key:
-            cached = (key, torch.tensor(self.v_threshold, dtype=v.dtype, device=v.device))
-            self._threshold_cache = cached
+            cached = (key, torch.tensor(value, dtype=v.dtype, device=v.device))
+            setattr(self, f"_{name}_cache", cached)
         return cached[1]
 
     def materialize_states(self, inputs, states, step_mode):
@@ -101,20 +104,16 @@ class _SoftResetIF(BaseNode):
 
     def _train_kernel(self, neuron: str):
         """The compiled training step, or ``None`` for the eager one: the kernel is eager, the surrogate has
-        no primitive in :mod:`bundle.spiking.kernels`, or the step must do what the fused one does not
-        (track activity for a rate penalty, detach the reset)."""
-        if self.kernel != "compiled" or self.track_activity or self.detach_reset:
+        no primitive, or the step must do what the fused one does not (track activity for a rate penalty,
+        detach the reset)."""
+        primitive = getattr(type(self.surrogate_function), "primitive_function", None)
+        if self.kernel != "compiled" or self.track_activity or self.detach_reset or primitive is None:
             return None
-        return kernels.train_step(neuron, type(self.surrogate_function).__name__)
+        return kernels.train_step(neuron, primitive)
 
     def _alpha(self, v: torch.Tensor) -> torch.Tensor:
-        # the surrogate's shape parameter as a tensor, for the same reason as the threshold
-        key = (float(self.surrogate_function.alpha), v.dtype, v.device)
-        cached = getattr(self, "_alpha_cache", (None, None))
-        if cached[0] != key:
-            cached = (key, torch.tensor(key[0], dtype=v.dtype, device=v.device))
-            self._alpha_cache = cached
-        return cached[1]
+        # the surrogate's shape parameter, a tensor for the same reason as the threshold
+        return self._constant("alpha", float(self.surrogate_function.alpha), v)
 
     @staticmethod
     def _tensor(state, like: torch.Tensor) -> torch.Tensor:
