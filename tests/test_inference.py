@@ -240,6 +240,8 @@ def test_images_sharing_a_mask_name_one_wins_and_an_unreadable_one_claims_nothin
     rows = {r["case"]: r for r in csv.DictReader((out / "volumes.csv").open())}
     assert rows[CASES[0]]["status"] == "ok" and rows[CASES[0]]["image"] == str(real_images / f"{CASES[0]}.nii.gz")
     assert rows[nrrd.name]["status"] == "failed"  # its own row: the winner's is not replaced
+    assert rows["broken"]["image"] == str(mha) and rows[nii.name]["image"] == str(nii)  # neither row lost
+    assert rows["broken"]["status"] == rows[nii.name]["status"] == "failed"
     assert sorted(p.name for p in out.glob("*.nii.gz")) == [f"{c}.nii.gz" for c in CASES]
 
 

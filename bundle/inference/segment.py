@@ -531,7 +531,8 @@ def segment_folder(
         info, as_bool(amp, "amp"), localize=localize, roi_size=list(getattr(inferer, "roi_size", []) or []),
         overlap=getattr(inferer, "overlap", None), inferer=type(inferer).__name__, **adaptive_settings(network),
     )  # fmt: skip
-    claimed: dict[str, Path] = {}
+    claimed: dict[str, Path] = {}  # mask name -> the readable image that takes it
+    recorded: dict[str, Path] = {}  # volumes.csv row -> the image this run recorded there
 
     def save_table() -> None:
         error = _write_csv(out / "volumes.csv", table)
@@ -602,6 +603,9 @@ def segment_folder(
                 )
             except Exception as e:  # noqa: BLE001 - any failure is this image's alone: report it, go on
                 record_failure(row, path, e)
+            if row["case"] in recorded and recorded[row["case"]] != path:
+                row["case"] = path.name  # e.g. two unreadable images of one name: each keeps its own CSV row
+            recorded[row["case"]] = path
             report.rows.append(row)
             if row["status"] == "failed" and target.exists() and row["case"] == case:
                 row["message"] += f" (the mask on disk, {target.name}, is from an earlier run)"
