@@ -1,6 +1,7 @@
 """Shared fixtures: where the real Task04 cases live, and a small NIfTI writer."""
 
 import json
+import os
 from pathlib import Path
 
 import nibabel as nib
@@ -9,7 +10,13 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-TASK04 = Path(__import__("os").environ.get("TASK04_DIR", REPO.parent / "shared" / "data" / "Task04_Hippocampus"))
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # pytest -n 2 on the 2-core CI machine: one thread per worker (and per CLI it starts, by inheritance);
+    # two workers of two threads each spin-wait on each other's cores.
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+TASK04 = Path(os.environ.get("TASK04_DIR", REPO.parent / "shared" / "data" / "Task04_Hippocampus"))
 
 
 @pytest.fixture(scope="session")
