@@ -38,6 +38,11 @@ def _parser() -> argparse.ArgumentParser:
         q.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
         q.add_argument("--roi-size", type=int, nargs=3, default=None, help="sliding-window size (default 48 64 48)")
         q.add_argument(
+            "--window", choices=("fit", "fixed"), default=None,
+            help="fit (default): windows no larger than the image, rounded up to the network's divisor; fixed: always "
+            "--roi-size, zero-padding smaller images",
+        )  # fmt: skip
+        q.add_argument(
             "--kernel", default=None, choices=["compiled", "eager"],
             help="SNN neuron step: one compiled kernel (default; eager where compiling fails) or op by op",
         )  # fmt: skip
@@ -106,7 +111,7 @@ def _energy(summary: dict) -> str:
 # options whose defaults are configs/inference.json's (bundle.inference.settings), read after parsing so that
 # `hippo-snn --help` answers at once
 _FROM_SETTINGS = {
-    "model": "model", "roi_size": "roi_size", "kernel": "neuron_kernel", "adaptive": "adaptive",
+    "model": "model", "roi_size": "roi_size", "window": "window", "kernel": "neuron_kernel", "adaptive": "adaptive",
     "patience": "patience", "tolerance": "tolerance", "localize": "localize",
 }  # fmt: skip
 
@@ -135,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     from bundle.inference.inferers import make_inferer
     from bundle.inference.models import check_device, load_model
     from bundle.inference.segment import segment_folder
+    from bundle.networks import divisor
     from bundle.runtime import tune_allocator
 
     tune_allocator()
@@ -148,7 +154,9 @@ def main(argv: list[str] | None = None) -> int:
             multi_step=args.settings["multi_step"],
         )  # fmt: skip
         s = args.settings
-        inferer = make_inferer(s["spatial_dims"], args.roi_size, s["sw_batch_size"], s["overlap"])
+        inferer = make_inferer(
+            s["spatial_dims"], args.roi_size, s["sw_batch_size"], s["overlap"], args.window, divisor(s["channels"])
+        )
         if args.command == "segment":
             report = segment_folder(
                 args.input_dir,

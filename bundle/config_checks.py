@@ -172,6 +172,7 @@ RULES: dict[str, Callable[[Any], str | None]] = {
     "overlap": _number(0.0, 1.0, low_open=False, high_open=True),
     "overwrite": _boolean,
     "localize": _choice("auto", "on", "off"),
+    "window": _choice("fit", "fixed"),
     "qc": _boolean,
     "progress": _boolean,
     "split": _choice("all", "val", "train"),

@@ -20,6 +20,7 @@ SETTINGS = (
     "roi_size",
     "sw_batch_size",
     "overlap",
+    "window",
     "multi_step",
     "neuron_kernel",
     "amp",

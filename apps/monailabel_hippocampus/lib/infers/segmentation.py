@@ -28,6 +28,7 @@ from bundle.inference.inferers import make_inferer
 from bundle.inference.inputs import load_image
 from bundle.inference.models import load_model
 from bundle.inference.segment import LABELS, VolumeSegmenter, describe, write_mask
+from bundle.networks import divisor
 from lib.configs.segmentation import ModelChoice
 
 __all__ = ["LABEL_IDS", "BundleSegmentation"]
@@ -84,6 +85,8 @@ class BundleSegmentation(BasicInferTask):
                 self.settings["roi_size"],
                 self.settings["sw_batch_size"],
                 self.settings["overlap"],
+                self.settings["window"],
+                divisor(self.settings["channels"]),
             )
             self._segmenters[device] = (VolumeSegmenter(network, inferer, device), info)
         return self._segmenters[device]
