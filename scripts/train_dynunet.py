@@ -68,6 +68,11 @@ def main() -> int:
         resume=args.resume.lower() == "true",
     )
     workflow.parser["network_def"] = dynunet(args.filters)
+    # validation windows fitted to DynUNet's own divisor (train.json derives it from `channels`, ours)
+    divisor = 2 ** (len(args.filters) - 1)
+    workflow.parser["inferer"] = (
+        f"$bundle.inference.inferers.make_inferer(@spatial_dims, @roi_size, window=@window, divisor={divisor})"
+    )
     workflow.parser["train#recipe#network"] = f"DynUNet {args.filters}"
     start = time.perf_counter()
     workflow.initialize()
