@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from bundle.errors import InputError
-from bundle.inference.catalog import MODEL_FILES
+from bundle.inference.catalog import MODEL_FILES, WINDOWS
 
 __all__ = ["main"]
 
@@ -38,7 +38,7 @@ def _parser() -> argparse.ArgumentParser:
         q.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
         q.add_argument("--roi-size", type=int, nargs=3, default=None, help="sliding-window size (default 48 64 48)")
         q.add_argument(
-            "--window", choices=("fit", "fixed"), default=None,
+            "--window", choices=WINDOWS, default=None,
             help="fit (default): windows no larger than the image, rounded up to the network's divisor; fixed: always "
             "--roi-size, zero-padding smaller images",
         )  # fmt: skip

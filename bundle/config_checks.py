@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from bundle.errors import InputError
-from bundle.inference.catalog import MODEL_FILES
+from bundle.inference.catalog import MODEL_FILES, WINDOWS
 from bundle.options import as_bool
 
 __all__ = ["RULES", "check_config", "check_keys", "check_values", "command_line_keys"]
@@ -172,7 +172,7 @@ RULES: dict[str, Callable[[Any], str | None]] = {
     "overlap": _number(0.0, 1.0, low_open=False, high_open=True),
     "overwrite": _boolean,
     "localize": _choice("auto", "on", "off"),
-    "window": _choice("fit", "fixed"),
+    "window": _choice(*WINDOWS),
     "qc": _boolean,
     "progress": _boolean,
     "split": _choice("all", "val", "train"),

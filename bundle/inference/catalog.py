@@ -1,10 +1,12 @@
-"""The shipped models by name: each one's file in ``models/``, the run id that makes it, and one line on it.
+"""The names a user picks from: the shipped models (each one's file in ``models/``, the run id that makes
+it, one line on it) and the inference windows.
 
 Plain data with no imports, so the command line's choices, the config checks and the MONAI Label app name
-the same models as :mod:`bundle.inference.models`, which loads them. A new model is one entry here.
+the same models and windows as :mod:`bundle.inference.models` and :mod:`bundle.inference.inferers`, which
+load and run them (and import MONAI, 8 s). A new model is one entry here.
 """
 
-__all__ = ["DESCRIPTIONS", "MADE_BY", "MODEL_FILES"]
+__all__ = ["DESCRIPTIONS", "MADE_BY", "MODEL_FILES", "WINDOWS"]
 
 MODEL_FILES = {
     "snn": "model_snn_finetuned.pt",
@@ -19,3 +21,6 @@ DESCRIPTIONS = {
     "snn_converted": "spiking U-Net converted from the ANN, not fine-tuned (T=16)",
     "ann": "the conventional U-Net the SNN was converted from",
 }
+
+# "fit": one window shrunk to the image (rounded up to the network's divisor); "fixed": roi_size tiles as before
+WINDOWS = ("fit", "fixed")

@@ -7,9 +7,9 @@ from collections.abc import Sequence
 import torch
 from monai.inferers import Inferer, SliceInferer, SlidingWindowInferer
 
-__all__ = ["WINDOWS", "FittedWindowInferer", "make_inferer"]
+from bundle.inference.catalog import WINDOWS
 
-WINDOWS = ("fit", "fixed")
+__all__ = ["WINDOWS", "FittedWindowInferer", "make_inferer"]
 
 
 class FittedWindowInferer(Inferer):
