@@ -170,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
                 amp=args.amp,
                 localize=args.localize,
                 qc=args.qc,
+                log_summary=False,
             )
             print(report.line())
             return 1 if report.failed else 0

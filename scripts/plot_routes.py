@@ -11,20 +11,20 @@ both curves go to a JSON file beside the PNG, so the figure outlives the runs' f
 """
 
 import argparse
-import csv
 import json
 from datetime import datetime
 from pathlib import Path
+
+from bundle.training.progress import read_history
 
 
 def curve(history: Path, start_s: float = 0.0, every: int = 1) -> list[tuple[float, float]]:
     """(minutes since the route's start, validation Dice) at each validated epoch."""
     points, t = [], start_s
-    with history.open(newline="") as f:
-        for row in csv.DictReader(f):
-            t += float(row["seconds"])
-            if int(row["epoch"]) % every == 0 and row["val_metric"]:
-                points.append((t / 60.0, float(row["val_metric"])))
+    for row in read_history(history):
+        t += row["seconds"]
+        if row["epoch"] % every == 0 and row["val_metric"] is not None:
+            points.append((t / 60.0, row["val_metric"]))
     return points
 
 
@@ -50,7 +50,7 @@ def main() -> None:
     route = Path(a.route) / "history"
     conversion_s = conversion_seconds(Path(a.route), a.conversion_s)
     ann = curve(route / "ann.csv", every=a.ann_val_interval)
-    ann_end = sum(float(r["seconds"]) for r in csv.DictReader((route / "ann.csv").open(newline="")))
+    ann_end = sum(r["seconds"] for r in read_history(route / "ann.csv"))
     finetune = curve(route / "finetune.csv", start_s=ann_end + conversion_s)
     direct = curve(Path(a.direct) / "history" / "direct.csv")
 

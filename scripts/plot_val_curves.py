@@ -10,7 +10,6 @@ validations, so only epochs that are multiples of ``--val_interval`` are plotted
 from __future__ import annotations
 
 import argparse
-import csv
 from pathlib import Path
 
 import matplotlib
@@ -18,14 +17,16 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from bundle.training.progress import read_history
+
 
 def read_curve(run: Path, stage: str, val_interval: int) -> list[tuple[int, float]]:
-    path = run / "history" / f"{stage}.csv"
-    if not path.is_file():
-        raise SystemExit(f"error: {path}: no such history file")
-    with path.open(newline="") as f:
-        rows = [r for r in csv.DictReader(f) if r.get("val_metric")]
-    return [(int(r["epoch"]), float(r["val_metric"])) for r in rows if int(r["epoch"]) % val_interval == 0]
+    try:
+        rows = read_history(run / "history" / f"{stage}.csv")
+    except FileNotFoundError as e:
+        raise SystemExit(f"error: {e}") from None
+    validated = [r for r in rows if r["val_metric"] is not None and r["epoch"] % val_interval == 0]
+    return [(r["epoch"], r["val_metric"]) for r in validated]
 
 
 def main() -> None:

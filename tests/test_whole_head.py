@@ -108,7 +108,9 @@ def test_a_task04_crop_takes_auto_without_registration_and_gives_the_same_mask(t
     src.mkdir()
     (src / f"{CASE}.nii.gz").write_bytes((task04 / "imagesTr" / f"{CASE}.nii.gz").read_bytes())
     assert main(["segment", str(src), str(tmp_path / "auto"), "--model", "ann"]) == 0
-    assert "a hippocampus crop; not localised" in capsys.readouterr().err  # the decision, logged per image
+    seen = capsys.readouterr()
+    assert "a hippocampus crop; not localised" in seen.err  # the decision, logged per image
+    assert (seen.out + seen.err).count("1 segmented, 0 skipped") == 1 and "1 segmented" in seen.out  # once, stdout
     assert main(["segment", str(src), str(tmp_path / "off"), "--model", "ann", "--quiet", "--localize", "off"]) == 0
     auto = np.asanyarray(nib.load(tmp_path / "auto" / f"{CASE}.nii.gz").dataobj)
     off = np.asanyarray(nib.load(tmp_path / "off" / f"{CASE}.nii.gz").dataobj)

@@ -488,11 +488,13 @@ def segment_folder(
     amp: bool = False,
     localize: str = "auto",
     qc: bool = False,
+    log_summary: bool = True,
 ) -> Report:
     """Segment every image of ``input_dir`` into ``output_dir`` (created if missing); never raises per image.
 
     ``localize``: ``auto``/``on``/``off`` (see :class:`VolumeSegmenter`); ``qc``: also write
-    ``qc/<case>.png`` per image. Images whose mask looks wrong (poor registration, implausible volume,
+    ``qc/<case>.png`` per image; ``log_summary``: log the closing summary line (the CLI prints it itself,
+    to stdout, so a terminal shows it once). Images whose mask looks wrong (poor registration, implausible volume,
     strong asymmetry) are written all the same, with the reason in the ``flag`` column.
 
     Existing masks are kept unless ``overwrite``; one is skipped as done only if ``volumes.csv`` records
@@ -611,7 +613,8 @@ def segment_folder(
                 row["message"] += f" (the mask on disk, {target.name}, is from an earlier run)"
             table[row["case"]] = row
             save_table()
-    logger.info(report.line())
+    if log_summary:
+        logger.info(report.line())
     return report
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ignite.engine import Engine, Events
 
-__all__ = ["ProgressLogger"]
+__all__ = ["ProgressLogger", "read_history"]
 
 
 def _hms(seconds: float) -> str:
@@ -111,3 +111,23 @@ class ProgressLogger:
 
 def _loss(output) -> float:
     return (output[0] if isinstance(output, list) else output)["loss"]  # decollated or not
+
+
+def read_history(path: str | Path) -> list[dict]:
+    """The rows of a history file written by :class:`ProgressLogger`, typed: ``epoch`` int, ``seconds`` and
+    the losses float, ``val_metric`` float or None (before the first validation). Epochs between
+    validations carry the last validation's metric forward."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such history file")
+    with path.open(newline="") as f:
+        return [
+            {
+                "epoch": int(r["epoch"]),
+                "mean_loss": float(r["mean_loss"]),
+                "last_loss": float(r["last_loss"]),
+                "val_metric": float(r["val_metric"]) if r["val_metric"] else None,
+                "seconds": float(r["seconds"]),
+            }
+            for r in csv.DictReader(f)
+        ]
