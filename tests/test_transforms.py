@@ -65,7 +65,7 @@ def test_reoriented_and_resampled_input(decathlon, tmp_path):
     assert 2 * inter / ((a[..., :n] > 0).sum() + (b[..., :n] > 0).sum()) > 0.8
 
 
-@pytest.mark.parametrize("spatial_dims, patch", [(3, (32, 48, 32)), (2, (48, 64))])
+@pytest.mark.parametrize("spatial_dims, patch", [(3, (40, 56, 40)), (3, (32, 48, 32)), (2, (48, 64))])
 def test_train_transforms_give_network_sized_patches(decathlon, spatial_dims, patch):
     out = train_transforms(spatial_dims, patch)(_pair(decathlon, "hippocampus_003"))
     samples = out if isinstance(out, list) else [out]

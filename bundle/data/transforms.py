@@ -26,9 +26,10 @@ __all__ = [
 
 # Orientationd warns that its default labels are changing: pin the meaning of "RAS" explicitly.
 RAS_LABELS = (("L", "R"), ("P", "A"), ("I", "S"))
-# Default sizes by spatial_dims: training patch (inside a Task04 crop, divisible by 8) and inference window
-# (one window covers a whole Task04 crop); 2D is one R-A slice.
-PATCH_SIZE = {3: (32, 48, 32), 2: (48, 64)}
+# Default sizes by spatial_dims: training patch (divisible by 8; nnU-Net's 40x56x40 for this task: about a whole
+# Task04 crop with its padding, as the fitted inference window sees it) and inference window (one window covers
+# a whole Task04 crop); 2D is one R-A slice.
+PATCH_SIZE = {3: (40, 56, 40), 2: (48, 64)}
 ROI_SIZE = {3: (48, 64, 48), 2: (48, 64)}
 
 
