@@ -15,8 +15,6 @@ import sys
 import warnings
 from pathlib import Path
 
-import torch
-
 from bundle.errors import InputError
 from bundle.inference.catalog import MODEL_FILES, WINDOWS
 
@@ -57,7 +55,10 @@ def _parser() -> argparse.ArgumentParser:
             help="--adaptive stable: fraction of a window's voxels that may change class and still count as "
             "stable (default 0.001: about 150 voxels of a 48x64x48 window)",
         )  # fmt: skip
-        q.add_argument("--amp", action="store_true", help="mixed precision (bfloat16 on CPU, float16 on CUDA)")
+        q.add_argument(
+            "--amp", action="store_const", const=True, default=None,
+            help="mixed precision (float16 on CUDA; bfloat16 on CPUs with AMX or AVX-512 BF16, else float32)",
+        )  # fmt: skip
         q.add_argument("--overwrite", action="store_true", help="replace existing outputs")
         q.add_argument(
             "--localize", default=None, choices=["auto", "on", "off"],
@@ -72,7 +73,9 @@ def _parser() -> argparse.ArgumentParser:
         help="folder of images (NIfTI, NRRD, MHA/MHD, DICOM series sub-folders) or a Decathlon task folder",
     )
     seg.add_argument("output_dir", help="where masks and volumes.csv go (created if missing)")
-    seg.add_argument("--qc", action="store_true", help="also write a QC picture per image in OUT/qc/")
+    seg.add_argument(
+        "--qc", action="store_const", const=True, default=None, help="also write a QC picture per image in OUT/qc/"
+    )
     common(seg)
 
     ev = sub.add_parser("evaluate", help="segment labelled images and score them against their labels")
@@ -108,75 +111,52 @@ def _energy(summary: dict) -> str:
     )
 
 
-# options whose defaults are configs/inference.json's (bundle.inference.settings), read after parsing so that
-# `hippo-snn --help` answers at once
-_FROM_SETTINGS = {
-    "model": "model", "roi_size": "roi_size", "window": "window", "kernel": "neuron_kernel", "adaptive": "adaptive",
-    "patience": "patience", "tolerance": "tolerance", "localize": "localize",
-}  # fmt: skip
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """The command line, with every option left out taken from the bundle's inference settings."""
+    """The command line, and ``args.settings``: configs/inference.json's settings with every option given on it
+    (:class:`bundle.inference.settings.InferenceSettings`, validated; read after parsing so that
+    ``hippo-snn --help`` answers at once)."""
     args = _parser().parse_args(argv)
-    from bundle.inference.settings import inference_settings
+    from bundle.inference.settings import InferenceSettings
 
-    settings = inference_settings()
-    for option, key in _FROM_SETTINGS.items():
-        if getattr(args, option) is None:
-            setattr(args, option, settings[key])
-    args.settings = settings
+    args.settings = InferenceSettings.from_config(
+        model=args.model, ckpt=args.ckpt, timesteps=args.timesteps, device=args.device, roi_size=args.roi_size,
+        window=args.window, neuron_kernel=args.kernel, adaptive=args.adaptive, patience=args.patience,
+        tolerance=args.tolerance, amp=args.amp, localize=args.localize, qc=getattr(args, "qc", None),
+    )  # fmt: skip
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
     warnings.filterwarnings("ignore", category=FutureWarning)  # MONAI deprecation notes are not for end users
+    try:
+        args = parse_args(argv)
+    except InputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s", stream=sys.stderr, force=True
     )
     # imported here so that `hippo-snn --help` answers at once
     from bundle.inference.evaluate import evaluate_folder
-    from bundle.inference.inferers import make_inferer
-    from bundle.inference.models import check_device, load_model
     from bundle.inference.segment import segment_folder
-    from bundle.networks import divisor
     from bundle.runtime import tune_allocator
 
     tune_allocator()
-
+    s = args.settings
     try:
-        device = check_device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        network, info = load_model(
-            args.model, ckpt=args.ckpt, timesteps=args.timesteps, device=device, kernel=args.kernel,
-            adaptive=args.adaptive, patience=args.patience, tolerance=args.tolerance,
-            spatial_dims=args.settings["spatial_dims"], channels=args.settings["channels"],
-            multi_step=args.settings["multi_step"],
-        )  # fmt: skip
-        s = args.settings
-        inferer = make_inferer(
-            s["spatial_dims"], args.roi_size, s["sw_batch_size"], s["overlap"], args.window, divisor(s["channels"])
-        )
+        device = s.resolved_device()
+        network, info = s.load(device)
+        inferer = s.inferer()
         if args.command == "segment":
             report = segment_folder(
-                args.input_dir,
-                args.output_dir,
-                network,
-                inferer,
-                info,
-                args.overwrite,
-                device,
-                progress=not args.quiet,
-                amp=args.amp,
-                localize=args.localize,
-                qc=args.qc,
-                log_summary=False,
-            )
+                args.input_dir, args.output_dir, network, inferer, info, args.overwrite, device,
+                progress=not args.quiet, amp=s.amp, localize=s.localize, qc=s.qc, log_summary=False,
+            )  # fmt: skip
             print(report.line())
             return 1 if report.failed else 0
         summary = evaluate_folder(
             args.dataset_dir, args.output_dir, network, inferer, info, args.split, args.val_fraction, args.seed,
-            args.overlays, args.overwrite, device, progress=not args.quiet, amp=args.amp, localize=args.localize,
+            args.overlays, args.overwrite, device, progress=not args.quiet, amp=s.amp, localize=s.localize,
         )  # fmt: skip
         dice = "-" if summary["mean_dice"] is None else f"{summary['mean_dice']:.4f}"
         print(

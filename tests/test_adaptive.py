@@ -101,10 +101,10 @@ def test_bad_settings(snn_and_x):
 
 
 def test_cli_flags_and_model_loading():
-    args = parse_args(["evaluate", "d", "o", "--adaptive", "stable", "--patience", "2", "--tolerance", "1e-4"])
-    assert (args.adaptive, args.patience, args.tolerance) == ("stable", 2, 1e-4)
-    args = parse_args(["segment", "i", "o"])  # defaults: configs/inference.json's
-    assert (args.adaptive, args.patience, args.tolerance) == ("off", 1, 1e-3)
+    s = parse_args(["evaluate", "d", "o", "--adaptive", "stable", "--patience", "2", "--tolerance", "1e-4"]).settings
+    assert (s.adaptive, s.patience, s.tolerance) == ("stable", 2, 1e-4)
+    s = parse_args(["segment", "i", "o"]).settings  # defaults: configs/inference.json's
+    assert (s.adaptive, s.patience, s.tolerance) == ("off", 1, 1e-3)
 
     from bundle.errors import InputError
     from bundle.inference.models import load_model

@@ -1,4 +1,4 @@
-"""scripts/benchmark.py on the CPU: it runs, prints the SNN/ANN ratios and writes its JSON and plot."""
+"""studies/benchmark.py on the CPU: it runs, prints the SNN/ANN ratios and writes its JSON and plot."""
 
 import json
 import os
@@ -12,7 +12,7 @@ from conftest import REPO
 @pytest.mark.slow  # ~45 s: a benchmark, not a behaviour; `pytest -m slow` runs it
 def test_benchmark_prints_ratios_per_timestep(tmp_path):
     out = tmp_path / "cpu.json"
-    cmd = [sys.executable, "scripts/benchmark.py", "--cases", "1", "--timesteps", "2", "--repeats", "1"]
+    cmd = [sys.executable, "studies/benchmark.py", "--cases", "1", "--timesteps", "2", "--repeats", "1"]
     cmd += [
         "--train_steps",
         "1",

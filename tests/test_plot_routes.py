@@ -1,4 +1,4 @@
-"""scripts/plot_routes.py: both routes' Dice against wall time, with the conversion's time from the stage records."""
+"""studies/plot_routes.py: both routes' Dice against wall time, with the conversion's time from the stage records."""
 
 import csv
 import json
@@ -27,7 +27,7 @@ def _done(route: Path, stage: str, finished: str) -> None:
 
 def _plot(tmp_path: Path, route: Path, direct: Path) -> dict:
     out = tmp_path / "routes.png"
-    cmd = [sys.executable, "scripts/plot_routes.py", "--route", str(route), "--direct", str(direct), "--out", str(out)]
+    cmd = [sys.executable, "studies/plot_routes.py", "--route", str(route), "--direct", str(direct), "--out", str(out)]
     r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "three stages: best 0.8500" in r.stdout and "direct: best 0.1000" in r.stdout

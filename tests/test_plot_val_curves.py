@@ -1,4 +1,4 @@
-"""scripts/plot_val_curves.py: several runs' validation curves from their history files, best epoch in the legend."""
+"""studies/plot_val_curves.py: several runs' validation curves from their history files, best epoch in the legend."""
 
 import csv
 import subprocess
@@ -21,7 +21,7 @@ def _history(run: Path, values: dict[int, float]) -> None:
 
 def _plot(tmp_path: Path, *specs: str):
     out = tmp_path / "curves.png"
-    cmd = [sys.executable, "scripts/plot_val_curves.py", *specs, "--val_interval", "5", "--out", str(out)]
+    cmd = [sys.executable, "studies/plot_val_curves.py", *specs, "--val_interval", "5", "--out", str(out)]
     return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120), out
 
 

@@ -183,3 +183,26 @@ def test_evaluate_reads_nrrd_mha_and_dicom_pairs(formats, task04, tmp_path):
     assert set(rows) == {"case_nrrd", "case_mha", "case_dicom"}
     for row in rows.values():
         assert row["status"] == "ok" and float(row["dice_anterior"]) > 0.75 and float(row["dice_posterior"]) > 0.75
+
+
+def test_a_head_from_another_site_is_segmented_or_flagged_never_silently_wrong(tmp_path):
+    """A whole head with another contrast (gamma 0.6) saved as a FreeSurfer-style 0-255 volume: it is localised,
+    its row carries the network's confidence, and a side outside 2-5.5 mL never goes out unflagged."""
+    import torch
+
+    from bundle.data.randomization import pipeline_rescale
+
+    template = load_template().image
+    case = make_case(template, np.random.default_rng(5), orientation="RAS", spacing_range=(1.0, 1.0),
+                     max_rotation_deg=8, max_translation_mm=10, gamma_range=(0.6, 0.6))  # fmt: skip
+    arr = pipeline_rescale(torch.as_tensor(sitk.GetArrayFromImage(case.image))[None], white=110.0)[0].numpy()
+    image = sitk.GetImageFromArray(arr.astype(np.uint8))
+    image.CopyInformation(case.image)
+    (tmp_path / "in").mkdir()
+    sitk.WriteImage(image, str(tmp_path / "in" / "fs_head.nii.gz"))
+    status = main(["segment", str(tmp_path / "in"), str(tmp_path / "out"), "--model", "ann", "--quiet"])
+    row = next(csv.DictReader((tmp_path / "out" / "volumes.csv").open()))
+    assert status == 0 and row["status"] == "ok" and row["localized"] == "yes"
+    assert 0.0 <= float(row["confidence"]) <= 1.0
+    plausible = all(2.0 <= float(row[f"{side}_ml"]) <= 5.5 for side in ("left", "right"))
+    assert plausible or row["flag"], row

@@ -31,7 +31,7 @@ from monailabel.utils.others.generic import handle_torch_linalg_multithread
 
 import bundle
 from bundle.errors import InputError
-from bundle.inference.settings import inference_settings
+from bundle.inference.settings import InferenceSettings
 from bundle.runtime import tune_allocator
 
 logger = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ class HippocampusApp(MONAILabelApp):
             check_host(sys.argv, conf)
             policy_from_conf(conf)  # bad conf values stop the server before the models load
             self.choices = model_choices(conf)
-            self.settings = inference_settings()
+            self.settings = InferenceSettings.from_config()  # the bundle's own, as hippo-snn reads it
             tune_allocator()
             super().__init__(
                 app_dir=app_dir,

@@ -1,7 +1,10 @@
 """The one definition of the bundle's transforms, shared by training, conversion, fine-tuning and inference.
 
 Pre-processing survives Task04's habits: float32 and uint8 images, float labels, intensity maxima
-from ~1e2 to over 1e6 (robust percentile scaling), any orientation (-> RAS) and spacing (-> 1 mm).
+from ~1e2 to over 1e6, any orientation (-> RAS) and spacing (-> 1 mm), and standardises intensities
+(:mod:`bundle.data.standardization`: the mode is part of a model's input contract). Training adds domain
+randomisation (:mod:`bundle.data.randomization`: other sites' contrasts and resolutions) before that
+standardisation, so the network learns to see through what standardisation cannot undo.
 Augmentation keeps the anterior/posterior meaning: flips only along left-right (RAS axis 0), small
 rotations and scalings, and intensity changes an MRI scanner could produce.
 """
@@ -13,10 +16,13 @@ from collections.abc import Sequence
 import torch
 from monai import transforms as mt
 
+from bundle.data.randomization import randomization
+from bundle.data.standardization import DEFAULT_STANDARDIZATION, STANDARDIZATIONS, Standardized
+
 __all__ = [
     "PATCH_SIZE",
-    "ROI_SIZE",
     "RAS_LABELS",
+    "ROI_SIZE",
     "calibration_transforms",
     "postprocessing",
     "preprocessing",
@@ -33,11 +39,21 @@ PATCH_SIZE = {3: (40, 56, 40), 2: (48, 64)}
 ROI_SIZE = {3: (48, 64, 48), 2: (48, 64)}
 
 
-def preprocessing(keys: Sequence[str] = ("image", "label"), pixdim: Sequence[float] = (1.0, 1.0, 1.0)) -> list:
-    """Load -> channel first -> float32 -> RAS -> ``pixdim`` spacing -> intensity to [0, 1].
+def preprocessing(
+    keys: Sequence[str] = ("image", "label"),
+    pixdim: Sequence[float] = (1.0, 1.0, 1.0),
+    standardization: str = DEFAULT_STANDARDIZATION,
+    randomize: float = 0.0,
+) -> list:
+    """Load -> channel first -> float32 -> RAS -> ``pixdim`` spacing -> [randomise] -> standardise.
 
     Works for ``keys=("image",)`` (inference) and ``("image", "label")`` (training).
+    ``standardization``: ``"histogram"`` or ``"percentile"`` (see :mod:`bundle.data.standardization`; it
+    must be the mode the model was trained with). ``randomize``: domain randomisation strength (0: none;
+    training only).
     """
+    if standardization not in STANDARDIZATIONS:
+        raise ValueError(f"standardization {standardization!r}: choose one of {list(STANDARDIZATIONS)}.")
     keys = list(keys)
     has_label = "label" in keys
     modes = ["bilinear" if k == "image" else "nearest" for k in keys]
@@ -46,9 +62,13 @@ def preprocessing(keys: Sequence[str] = ("image", "label"), pixdim: Sequence[flo
         mt.EnsureTyped(keys="image", dtype=torch.float32),
         mt.Orientationd(keys=keys, axcodes="RAS", labels=RAS_LABELS),
         mt.Spacingd(keys=keys, pixdim=list(pixdim), mode=modes),
-        # Percentiles, not min/max: a few bright voxels must not decide the scale of the whole image.
-        mt.ScaleIntensityRangePercentilesd(keys="image", lower=0.5, upper=99.5, b_min=0.0, b_max=1.0, clip=True),
     ]
+    # Percentiles, not min/max: a few bright voxels must not decide the scale of the whole image.
+    unit = mt.ScaleIntensityRangePercentilesd(keys="image", lower=0.5, upper=99.5, b_min=0.0, b_max=1.0, clip=True)
+    shifts = randomization(randomize, keys="image")
+    if shifts:
+        xs += [unit, *shifts]  # the randomisation works on a [0, 1] scale
+    xs.append(unit if standardization == "percentile" else Standardized(keys="image", mode=standardization))
     if has_label:
         # Float labels (some Task04 files) carry 0.999... after resampling: round before casting.
         xs += [mt.Lambdad(keys="label", func=torch.round), mt.EnsureTyped(keys="label", dtype=torch.uint8)]
@@ -93,21 +113,29 @@ def _augment(spatial_dims: int) -> list:
     ]
 
 
-def train_transforms(spatial_dims: int = 3, patch_size: Sequence[int] = PATCH_SIZE[3], augment: bool = True):
-    """Pre-processing, random patch (3D) or slices (2D), augmentation. Patch sizes must suit the network."""
+def train_transforms(
+    spatial_dims: int = 3,
+    patch_size: Sequence[int] = PATCH_SIZE[3],
+    augment: bool = True,
+    standardization: str = DEFAULT_STANDARDIZATION,
+    randomize: float = 0.0,
+):
+    """Pre-processing (with domain randomisation of strength ``randomize``), random patch (3D) or slices (2D),
+    augmentation. Patch sizes must suit the network."""
     if spatial_dims not in (2, 3):
         raise ValueError(f"spatial_dims must be 2 or 3 but is {spatial_dims!r}.")
     if len(patch_size) != spatial_dims:
         raise ValueError(
             f"patch_size {list(patch_size)} must have {spatial_dims} sizes for spatial_dims={spatial_dims}."
         )
-    xs = preprocessing() + _crop(spatial_dims, patch_size) + (_augment(spatial_dims) if augment else [])
+    pre = preprocessing(standardization=standardization, randomize=randomize if augment else 0.0)
+    xs = pre + _crop(spatial_dims, patch_size) + (_augment(spatial_dims) if augment else [])
     return mt.Compose(xs + [mt.EnsureTyped(keys="label", dtype=torch.long)])
 
 
-def val_transforms():
+def val_transforms(standardization: str = DEFAULT_STANDARDIZATION):
     """Whole volumes, pre-processed only; the inferer pads and tiles them for the network."""
-    return mt.Compose(preprocessing() + [mt.EnsureTyped(keys="label", dtype=torch.long)])
+    return mt.Compose(preprocessing(standardization=standardization) + [mt.EnsureTyped(keys="label", dtype=torch.long)])
 
 
 def postprocessing(num_classes: int = 3, with_label: bool = True):
@@ -121,10 +149,13 @@ def postprocessing(num_classes: int = 3, with_label: bool = True):
     return mt.Compose(xs)
 
 
-def calibration_transforms(roi_size: Sequence[int]):
-    """Whole images as the inferer shows them to the network: zero-padded (or cropped) to one window."""
+def calibration_transforms(
+    roi_size: Sequence[int], standardization: str = DEFAULT_STANDARDIZATION, randomize: float = 0.0
+):
+    """Whole images as the inferer shows them to the network: zero-padded (or cropped) to one window; with
+    ``randomize``, under the training's domain randomisation (thresholds fit the range of inputs it meets)."""
     roi = list(roi_size)
     return mt.Compose(
-        preprocessing(["image"])
+        preprocessing(["image"], standardization=standardization, randomize=randomize)
         + [mt.SpatialPadd(keys="image", spatial_size=roi), mt.CenterSpatialCropd(keys="image", roi_size=roi)]
     )

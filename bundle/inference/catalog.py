@@ -1,12 +1,12 @@
 """The names a user picks from: the shipped models (each one's file in ``models/``, the run id that makes
-it, one line on it) and the inference windows.
+it, one line on it), the inference windows, and every other choice of the inference settings.
 
 Plain data with no imports, so the command line's choices, the config checks and the MONAI Label app name
 the same models and windows as :mod:`bundle.inference.models` and :mod:`bundle.inference.inferers`, which
 load and run them (and import MONAI, 8 s). A new model is one entry here.
 """
 
-__all__ = ["DESCRIPTIONS", "MADE_BY", "MODEL_FILES", "WINDOWS"]
+__all__ = ["ADAPTIVE_RULES", "DESCRIPTIONS", "KERNELS", "LOCALIZE_MODES", "MADE_BY", "MODEL_FILES", "WINDOWS"]
 
 MODEL_FILES = {
     "snn": "model_snn_finetuned.pt",
@@ -24,3 +24,9 @@ DESCRIPTIONS = {
 
 # "fit": one window shrunk to the image (rounded up to the network's divisor); "fixed": roi_size tiles as before
 WINDOWS = ("fit", "fixed")
+# whole heads: "auto" decides per image from its field of view
+LOCALIZE_MODES = ("auto", "on", "off")
+# SNN timesteps per window: "off" always T; "stable" stops a window once its class map is stable
+ADAPTIVE_RULES = ("off", "stable")
+# SNN neuron step: one compiled kernel (eager where compiling fails), or op by op
+KERNELS = ("compiled", "eager")

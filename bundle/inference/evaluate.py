@@ -131,7 +131,9 @@ def evaluate_folder(
         (out / "masks").mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise InputError(f"{out}: cannot create the output folder ({e.strerror}).") from None
-    segmenter = VolumeSegmenter(network, inferer, device, amp, localize)
+    segmenter = VolumeSegmenter(
+        network, inferer, device, amp, localize, standardization=info.get("standardization", "percentile")
+    )
     nifti_loader = LoadImage(image_only=True, ensure_channel_first=True)
 
     def loader(path: str):  # NIfTI as MONAI reads it; NRRD, MHA, DICOM series by SimpleITK, same frame

@@ -15,10 +15,9 @@ from torch import nn
 from bundle.errors import InputError
 from bundle.inference.catalog import MADE_BY, MODEL_FILES
 from bundle.networks import ConvertibleUNet
-from bundle.networks.checkpoint import load_weights
-from bundle.options import as_bool
+from bundle.networks.checkpoint import input_record, load_weights
 from bundle.spiking.checkpoint import build, read
-from bundle.spiking.segmenter import ADAPTIVE_RULES, SpikingSegmenter
+from bundle.spiking.segmenter import SpikingSegmenter
 
 __all__ = ["DEFAULT_MODELS_DIR", "MODEL_FILES", "check_device", "load_model"]
 
@@ -60,30 +59,24 @@ def load_model(
     ``adaptive``/``patience``/``tolerance``: adaptive T for SNNs (see :class:`SpikingSegmenter`; ``"off"``:
     every window runs T steps); ``timesteps`` is then the most a window may run. Ignored for the ANN.
     Returns ``(network, info)`` with info keys ``model``, ``checkpoint``, ``timesteps`` (0 for the ANN; the
-    maximum when adaptive), ``neuron``, and for an adaptive SNN ``adaptive``, ``patience``, ``tolerance``.
+    maximum when adaptive), ``neuron``, ``standardization`` (the input contract the checkpoint records), and for an adaptive SNN ``adaptive``, ``patience``, ``tolerance``.
     """
-    if model not in MODEL_FILES:
-        raise InputError(f"model {model!r}: unknown; choose one of {sorted(MODEL_FILES)}.")
+    from bundle.inference.settings import InferenceSettings
+
+    # the one validation of these values (InputError naming the key); the checkpoint's own checks follow
+    InferenceSettings(model=model, timesteps=timesteps, neuron_kernel=kernel, multi_step=multi_step,
+                      adaptive=adaptive, patience=patience, tolerance=tolerance)  # fmt: skip
     check_device(device)
     path = Path(ckpt) if ckpt else Path(models_dir or DEFAULT_MODELS_DIR) / MODEL_FILES[model]
     if not path.is_file():
         raise InputError(f"{path}: not found; run the '{MADE_BY[model]}' stage first (or pass its path).")
-    if timesteps is not None and (int(timesteps) != timesteps or int(timesteps) < 1):
-        raise InputError(f"timesteps {timesteps!r}: must be a whole number >= 1.")
-    if adaptive not in ADAPTIVE_RULES:
-        raise InputError(f"adaptive {adaptive!r}: choose one of {list(ADAPTIVE_RULES)}.")
-    if int(patience) != patience or int(patience) < 1:
-        raise InputError(f"patience {patience!r}: must be a whole number >= 1.")
-    if not 0.0 <= float(tolerance) < 1.0:
-        raise InputError(f"tolerance {tolerance!r}: must be a fraction in [0, 1).")
-    if adaptive != "off" and as_bool(multi_step, "multi_step"):
-        raise InputError("adaptive timesteps need single-step inference: set multi_step false.")
     if model == "ann":
         try:
             network = load_weights(ConvertibleUNet(spatial_dims, 1, 3, channels), path, MADE_BY[model], device)
         except (pickle.UnpicklingError, EOFError, KeyError, RuntimeError, TypeError) as e:
             raise InputError(f"{path}: not an ANN checkpoint of this bundle ({type(e).__name__}).") from None
-        return network, {"model": model, "checkpoint": str(path), "timesteps": 0, "neuron": "relu"}
+        record = input_record(torch.load(path, map_location="cpu", weights_only=True))
+        return network, {"model": model, "checkpoint": str(path), "timesteps": 0, "neuron": "relu", **record}
     ckpt = read(path, MADE_BY[model])  # read once; the graph is rebuilt from its settings
     try:
         snn, settings = build(ckpt, None, device)
@@ -102,7 +95,7 @@ def load_model(
         patience=int(patience),
         tolerance=float(tolerance),
     )
-    info = {"model": model, "checkpoint": str(path), "timesteps": steps, "neuron": settings["neuron"]}
+    info = {"model": model, "checkpoint": str(path), "timesteps": steps, "neuron": settings["neuron"], **input_record(ckpt)}
     if adaptive != "off":
         info.update(adaptive=adaptive, patience=int(patience), tolerance=float(tolerance))
     return network.to(device).eval(), info

@@ -7,7 +7,7 @@ here is:
 * centred on the template hippocampus centroid mapped into the image by the registration;
 * in Task04's pose (``frame="task04"``, the default): the registration's rotation (not its scaling or
   shear) turns the crop into the template's pose, then a fixed 13 degrees about left-right into the
-  mean pose of Task04's hippocampi. Measured (``scripts/localization_study.py --poses``): the long
+  mean pose of Task04's hippocampi. Measured (``studies/localization_study.py --poses``): the long
   axis of Task04's 208 labels is pitched -23.8 +- 7.1 degrees from the crop's anterior axis (yaw
   3.4 +- 4.8), CerebrA's in MNI pose -37.3.
   The network is pose-sensitive on one side: on template crops turned by -20/-13/-6/0/+6/+13/+20
@@ -16,12 +16,12 @@ here is:
   ``frame="template"`` stops at the MNI pose; ``frame="image"`` keeps the image's own axes in RAS
   order (what the network's ``Orientationd`` would do; no rotation, so an image with 1 mm voxels is
   copied, not interpolated: the grid is snapped to it). On synthetic heads rotated up to 20 degrees
-  and deformed (``scripts/localization_study.py --network --deform 4``, 10 cases, 20 crops) the
+  and deformed (``studies/localization_study.py --network --deform 4``, 10 cases, 20 crops) the
   task04 frame scored mean Dice 0.83 (min 0.80), the template frame 0.78 (min 0.71), the image frame
   0.69 (min 0.36);
 * 1 mm isotropic, :data:`CROP_SIZE` = 34x48x34 voxels: Task04's own field of view (mean 35x50x35), with
   NO extra margin. Measured with the shipped SNN on 1 mm template crops against CerebrA (whole
-  hippocampus, Dice inside the crop; ``scripts/localization_study.py --crop-sizes``): 34x48x34 0.847,
+  hippocampus, Dice inside the crop; ``studies/localization_study.py --crop-sizes``): 34x48x34 0.847,
   36x50x36 0.842, 40x56x40 0.772, 44x60x44 0.58, 48x64x48 0.48. The network has learnt Task04's
   framing (the hippocampus filling the middle of a small crop, zero padding around it); more context
   costs more than the margin buys. Off-centre by 2 / 4 / 6 mm (12 directions) the 34x48x34 crop still

@@ -1,7 +1,7 @@
 """Affine registration of a whole-head T1 image to the shipped 2 mm MNI template, with SimpleITK.
 
 Why SimpleITK and not ANTsPy: it is already a dependency (antspyx adds ~90 MB) and it was the more
-robust of the two on the study's synthetic whole heads (``scripts/localization_study.py --ants``; 20
+robust of the two on the study's synthetic whole heads (``studies/localization_study.py --ants``; 20
 cases, rotations <= 20 degrees, translations <= 30 mm, scaling 0.9-1.1, 0.9-1.3 mm grids, 4 orientations):
 hippocampus centroid error median 0.18 mm, max 0.34 mm, 20 of 20 (this recipe). ANTsPy ``Affine`` on the
 same prepared image, template and mask: median 0.10 mm but one case off by 12-180 mm in two of three
@@ -21,7 +21,7 @@ which is the direction the hippocampus boxes travel):
    brain mask, regular-step gradient descent (at most 100 iterations a level);
 4. score: the normalised correlation between template and registered image inside the template brain
    mask, both smoothed with a 4 mm Gaussian (so that it measures where the brain is, not whether its
-   folds match the average brain's). Study figures (``scripts/localization_study.py``): correct
+   folds match the average brain's). Study figures (``studies/localization_study.py``): correct
    registrations score 0.96-0.99 on affine-only cases, 0.89-0.95 with a smooth 4 mm RMS deformation
    standing in for another brain, 0.80-0.85 with an extreme 8 mm one (where one case, 11 mm off,
    scored 0.52); the true transform spoiled by 10 mm + 10 degrees scores 0.38-0.46 (median; max 0.61),

@@ -1,6 +1,6 @@
 """Whole-head test images made from the template, with the transform that made them known exactly.
 
-Used by the tests and by ``scripts/localization_study.py``: the template is moved by a random affine
+Used by the tests and by ``studies/localization_study.py``: the template is moved by a random affine
 (rotation, translation, per-axis scaling), resampled onto a scanner-like grid (another axis order and
 direction, 0.9-1.3 mm voxels, a whole-head field of view), and given a smooth multiplicative bias field
 and Rician-like noise. Optionally: a smooth random deformation (a crude stand-in for another subject's

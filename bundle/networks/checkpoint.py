@@ -9,7 +9,33 @@ from torch import nn
 
 from bundle.errors import InputError, require_file
 
-__all__ = ["checked_unet", "load_weights", "load_weights_if"]
+__all__ = ["InputRecord", "checked_unet", "input_record", "load_weights", "load_weights_if"]
+
+# What a checkpoint without an input record was trained on: the bundle's scale up to version 0.9.
+LEGACY_INPUT = {"standardization": "percentile"}
+
+
+class InputRecord:
+    """A model's input contract, saved beside its weights (``CheckpointSaver(save_dict={"model": ...,
+    "input": InputRecord(...)})``), so that every inference path standardises images as training did."""
+
+    def __init__(self, standardization: str):
+        self.standardization = str(standardization)
+
+    def state_dict(self) -> dict:
+        return {"standardization": self.standardization}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.standardization = str(state["standardization"])
+
+
+def input_record(checkpoint: dict) -> dict:
+    """The input contract of a loaded checkpoint: an ANN's ``input`` entry, an SNN's ``settings``, else legacy."""
+    if isinstance(checkpoint, dict) and isinstance(checkpoint.get("input"), dict):
+        return {**LEGACY_INPUT, **checkpoint["input"]}
+    if isinstance(checkpoint, dict) and isinstance(checkpoint.get("settings"), dict):
+        return {k: checkpoint["settings"].get(k, v) for k, v in LEGACY_INPUT.items()}
+    return dict(LEGACY_INPUT)
 
 
 def load_weights(network: nn.Module, path: str | Path, made_by: str, device: torch.device | str = "cpu") -> nn.Module:

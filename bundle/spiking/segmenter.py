@@ -20,13 +20,13 @@ from spikingjelly.activation_based import functional
 from spikingjelly.activation_based.base import MemoryModule
 from torch import nn
 
+from bundle.inference.catalog import ADAPTIVE_RULES
 from bundle.options import as_bool
 from bundle.spiking.neurons import GuardedTernaryIFNode, IFNeuron, set_kernel
 
 __all__ = ["ADAPTIVE_RULES", "READOUTS", "SpikingSegmenter"]
 
 READOUTS = ("membrane", "rate")
-ADAPTIVE_RULES = ("off", "stable")
 
 
 class SpikingSegmenter(nn.Module):

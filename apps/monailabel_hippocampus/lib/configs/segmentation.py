@@ -1,9 +1,9 @@
 """What the app serves, read from ``--conf``: which of the bundle's models, from which files, at which T.
 
-Every ``--conf`` key of the app is listed in :data:`CONF_KEYS`. The sliding-window settings are not
-conf keys: they are read from the bundle's own ``configs/inference.json`` by
-:func:`bundle.inference.settings.inference_settings`, as ``hippo-snn`` reads them, so the app and the batch
-inference cannot drift apart.
+Every ``--conf`` key of the app is listed in :data:`CONF_KEYS`. The other inference settings (window,
+precision, neuron kernel, adaptive T, localisation) are not conf keys: they are the bundle's own
+``configs/inference.json``, read by :class:`bundle.inference.settings.InferenceSettings` as ``hippo-snn``
+reads them, so the app and the batch inference cannot drift apart.
 """
 
 from __future__ import annotations

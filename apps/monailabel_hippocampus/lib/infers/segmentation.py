@@ -24,11 +24,9 @@ from monailabel.interfaces.tasks.infer_v2 import InferType
 from monailabel.tasks.infer.basic_infer import BasicInferTask
 
 from bundle.errors import InputError
-from bundle.inference.inferers import make_inferer
 from bundle.inference.inputs import load_image
-from bundle.inference.models import load_model
+from bundle.inference.settings import InferenceSettings
 from bundle.inference.segment import LABELS, VolumeSegmenter, describe, write_mask
-from bundle.networks import divisor
 from lib.configs.segmentation import ModelChoice
 
 __all__ = ["LABEL_IDS", "BundleSegmentation"]
@@ -43,15 +41,15 @@ class BundleSegmentation(BasicInferTask):
 
     Args:
         choice: which model, from which checkpoint, at which T (see :mod:`lib.configs.segmentation`).
-        settings: the bundle's inference settings (``spatial_dims``, ``channels``, ``roi_size``,
-            ``sw_batch_size``, ``overlap``, ``multi_step``).
+        settings: the bundle's inference settings (:class:`bundle.inference.settings.InferenceSettings`: window,
+            precision, neuron kernel, adaptive T, localisation), the same as ``hippo-snn``'s.
 
     The model is loaded once per device (the first one when the server starts, so a bad checkpoint stops
     the server rather than the first click). Requests for the same model run one at a time: the spiking
     neurons and the activity counters hold per-run state.
     """
 
-    def __init__(self, choice: ModelChoice, settings: dict):
+    def __init__(self, choice: ModelChoice, settings: InferenceSettings):
         super().__init__(
             path=str(choice.checkpoint),
             network=None,
@@ -70,25 +68,13 @@ class BundleSegmentation(BasicInferTask):
 
     def _segmenter(self, device: str) -> tuple[VolumeSegmenter, dict]:
         if device not in self._segmenters:
-            network, info = load_model(
-                self.choice.name,
-                ckpt=self.choice.checkpoint,
-                timesteps=self.choice.timesteps,
-                device=device,
-                spatial_dims=self.settings["spatial_dims"],
-                channels=tuple(self.settings["channels"]),
-                multi_step=self.settings["multi_step"],
-                kernel=self.settings["neuron_kernel"],
+            # the bundle's inference settings (configs/inference.json: window, precision, adaptive T, localize)
+            # with this task's model, checkpoint and T
+            settings = self.settings.replace(
+                model=self.choice.name, ckpt=str(self.choice.checkpoint), timesteps=self.choice.timesteps
             )
-            inferer = make_inferer(
-                self.settings["spatial_dims"],
-                self.settings["roi_size"],
-                self.settings["sw_batch_size"],
-                self.settings["overlap"],
-                self.settings["window"],
-                divisor(self.settings["channels"]),
-            )
-            self._segmenters[device] = (VolumeSegmenter(network, inferer, device), info)
+            network, info = settings.load(device)
+            self._segmenters[device] = (settings.segmenter(network, info, device), info)
         return self._segmenters[device]
 
     def pre_transforms(self, data=None) -> list:

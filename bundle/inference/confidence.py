@@ -1,0 +1,31 @@
+"""How sure the network is of its hippocampus: a flag for scans it cannot handle that does not rely on volume.
+
+On an image it was trained for, a segmentation network's class map is nearly binary: the voxels it calls
+hippocampus with some probability are, but for a thin boundary, the voxels it is sure of. On an image it
+cannot read (another contrast, another resolution) the softmax spreads out: many voxels get a middling
+hippocampus probability and few a high one. :func:`confidence` is that ratio, and
+:data:`LOW_CONFIDENCE` the level below which ``volumes.csv`` flags the mask (set on the robustness
+benchmark: ``studies/robustness.py``).
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["LOW_CONFIDENCE", "confidence"]
+
+# Below this, the mask is flagged (see docs/RESULTS.md, "Real scans": cases under shifts where Dice fell).
+LOW_CONFIDENCE = 0.6
+
+
+def confidence(scores: torch.Tensor, sure: float = 0.75, possible: float = 0.25) -> float:
+    """Of the voxels whose hippocampus probability exceeds ``possible``, the fraction where it exceeds ``sure``.
+
+    Args:
+        scores: class scores ``[C, *spatial]`` (background first), before softmax.
+    Returns a value in [0, 1]; 0 when no voxel is possibly hippocampus.
+    """
+    scores = torch.as_tensor(scores).float()
+    foreground = 1.0 - torch.softmax(scores, dim=0)[0]
+    possible_count = int((foreground > possible).sum())
+    return float((foreground > sure).sum()) / possible_count if possible_count else 0.0
