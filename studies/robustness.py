@@ -135,10 +135,31 @@ def main() -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     summary = {}
+    models_by_label = {m[0]: m for m in models}
     for label, *_ in models:
         base = results["dice"].get("none", {}).get(label, {}).get("mean_dice")
         worst = min(shifts, key=lambda s: results["dice"][s][label]["mean_dice"])
+        confidences = {s: [c["confidence"] for c in results["dice"][s][label]["cases"]] for s in shifts}
+        floor = models_by_label[label][2].get("confidence_floor")
+        all_cases = [(c["confidence"], (c["anterior"] + c["posterior"]) / 2, s)
+                     for s in shifts for c in results["dice"][s][label]["cases"]]  # fmt: skip
+        poor = [c for c in all_cases if c[1] < 0.7]
         summary[label] = {
+            "confidence_p1_unshifted": round(float(np.percentile(confidences["none"], 1)), 4)
+            if "none" in shifts
+            else None,
+            "confidence_floor": floor,
+            "flagged_unshifted": None
+            if floor is None or "none" not in shifts
+            else sum(c < floor for c in confidences["none"]),
+            "cases_below_0.7_dice": len(poor),
+            "of_them_flagged_by_confidence": None if floor is None else sum(c[0] < floor for c in poor),
+            "flagged_by_confidence_per_shift": None
+            if floor is None
+            else {s: sum(c < floor for c in confidences[s]) for s in shifts},
+            "dice_confidence_correlation": round(
+                float(np.corrcoef([c[0] for c in all_cases], [c[1] for c in all_cases])[0, 1]), 3
+            ),
             "unshifted": base,
             "worst_shift": worst,
             "worst": results["dice"][worst][label]["mean_dice"],
@@ -167,7 +188,8 @@ def plot(results: dict, path: Path) -> None:
         ax.bar(np.arange(len(shifts)) + j * width - 0.4 + width / 2, values, width, label=label)
     ax.set_xticks(np.arange(len(shifts)), shifts, rotation=35, ha="right")
     ax.set_ylabel("mean Dice (anterior, posterior)")
-    ax.set_ylim(0, 1)
+    lowest = min(results["dice"][s][m]["mean_dice"] for s in shifts for m in labels)
+    ax.set_ylim(max(0.0, round(lowest - 0.1, 1)), 0.95)
     ax.axhline(results["dice"].get("none", {}).get(labels[0], {}).get("mean_dice", 0) - 0.03, color="grey",
                lw=0.8, ls="--", label=f"{labels[0]} unshifted - 0.03")  # fmt: skip
     ax.set_title(f"Task04 {results['split']} ({results['cases']} cases) under acquisition shifts, {results['date']}")

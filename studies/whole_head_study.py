@@ -14,6 +14,10 @@ it (``segment_folder``, default model, ``localize auto``, QC pictures) and the m
 * left/right volumes, the flag, and the time per image split into read / registration / network / rest.
 
     python studies/whole_head_study.py --cases 8 --out runs/whole_head [--model snn] [--ckpt FILE] [--timesteps T]
+
+``--shifts gamma_0.5,curve,freesurfer,...`` also writes every head under each named acquisition shift
+(``bundle.data.shifts``: another contrast, resolution or pipeline, seeded by the case) and scores each:
+the same heads, the same labels, one mean Dice per shift.
 """
 
 from __future__ import annotations
@@ -35,6 +39,9 @@ from scipy import ndimage
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import torch  # noqa: E402
+
+from bundle.data.shifts import SHIFTS, apply_shift  # noqa: E402
 from bundle.inference.inferers import make_inferer  # noqa: E402
 from bundle.inference.models import MODEL_FILES, load_model  # noqa: E402
 from bundle.inference.segment import segment_folder  # noqa: E402
@@ -69,6 +76,7 @@ def main() -> None:
     p.add_argument("--ckpt", default=None, help="checkpoint instead of the shipped one (e.g. an earlier model)")
     p.add_argument("--timesteps", type=int, default=None, help="SNN timesteps (default: the model's own)")
     p.add_argument("--json", default=None, help="also write the summary here (e.g. docs/whole_head_study.json)")
+    p.add_argument("--shifts", default="none", help=f"comma-separated, of: {', '.join(SHIFTS)}")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     tune_allocator()
@@ -82,14 +90,21 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     orientations = list(ORIENTATIONS)
     made = {}
+    shifts = args.shifts.split(",")
     for i in range(args.cases):
-        name = f"head_{i:02d}"
         case = make_case(t1, rng, orientation=orientations[i % len(orientations)])
-        sitk.WriteImage(case.image, str(images / f"{name}.nii.gz"))
         moved = sitk.Resample(atlas, case.image, case.to_template, sitk.sitkNearestNeighbor, 0, atlas.GetPixelID())
-        sitk.WriteImage(moved, str(labels / f"{name}.nii.gz"))
-        made[name] = {"orientation": orientations[i % len(orientations)], "spacing": [round(s, 2) for s in case.image.GetSpacing()],
-                      "size": list(case.image.GetSize())}  # fmt: skip
+        for shift in shifts:
+            name = f"head_{i:02d}" + ("" if shift == "none" else f"_{shift}")
+            image = case.image
+            if shift != "none":
+                arr = apply_shift(shift, torch.as_tensor(sitk.GetArrayFromImage(case.image))[None], seed=i)
+                image = sitk.GetImageFromArray(np.asarray(arr)[0].astype(np.float32))
+                image.CopyInformation(case.image)
+            sitk.WriteImage(image, str(images / f"{name}.nii.gz"))
+            sitk.WriteImage(moved, str(labels / f"{name}.nii.gz"))
+            made[name] = {"shift": shift, "orientation": orientations[i % len(orientations)],
+                          "spacing": [round(s, 2) for s in case.image.GetSpacing()], "size": list(case.image.GetSize())}  # fmt: skip
     network, info = load_model(args.model, ckpt=args.ckpt, timesteps=args.timesteps)
     start = time.perf_counter()
     report = segment_folder(images, out / "masks", network, make_inferer(3, [48, 64, 48]), info, overwrite=True,
@@ -132,6 +147,10 @@ def main() -> None:
         "mean_register_s": float(np.mean([r["register_s"] for r in ok])) if ok else None,
         "mean_network_s": float(np.mean([r["network_s"] for r in ok])) if ok else None,
         "flagged": sum(bool(r["flag"]) for r in ok),
+        "mean_dice_per_shift": {
+            shift: float(np.mean([r["dice"] for r in ok if r["shift"] == shift]))
+            for shift in shifts if any(r["shift"] == shift for r in ok)
+        },
         "wall_seconds": round(wall, 1),
         "report": report.line(),
         "per_case": results,

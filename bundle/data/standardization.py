@@ -13,9 +13,11 @@ Modes:
 * ``"histogram"``: piecewise-linear histogram standardisation (Nyul and Udupa 1999, TorchIO's
   ``HistogramStandardization``): the tissue's percentiles :data:`LANDMARKS` are mapped onto reference
   values :data:`REFERENCE` (Task04's average, ``studies/histogram_reference.py``). Tissue is every voxel
-  brighter than :data:`TISSUE_FLOOR` of the crop's 99th percentile, so near-black voxels (air, bone,
-  background, voxels a brain mask set to zero) do not count. A monotone change of contrast moves the
-  landmarks with the tissue and is undone, up to the curve's shape between landmarks.
+  above the crop's minimum (by more than :data:`TISSUE_FLOOR` of its range, for rounding), so voxels a brain
+  mask, a field-of-view edge or a pipeline set to zero do not count, and which voxels count does not change
+  under any increasing change of contrast (a floor at a fraction of the bright tissue would: gamma 2 pushed
+  Task04's CSF under a 5 % floor). Such a change moves the landmarks with the tissue and is undone, up to the
+  curve's shape between landmarks.
 """
 
 from __future__ import annotations
@@ -46,13 +48,14 @@ DEFAULT_STANDARDIZATION = "histogram"
 LANDMARKS = (1.0, 5.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0, 95.0, 99.0)
 # Where the landmarks land: the mean of Task04's training images' landmarks, each image scaled so that its
 # 1st and 99th tissue percentiles are 0 and 1 (studies/histogram_reference.py writes these numbers).
-REFERENCE = (0.0, 0.0772, 0.1696, 0.2853, 0.3633, 0.4479, 0.5456, 0.6478, 0.7334, 0.8085, 0.8797, 0.9235, 1.0)
-# Voxels darker than this fraction of the crop's 99th percentile are not tissue (air, bone, zeroed voxels).
-TISSUE_FLOOR = 0.05
+REFERENCE = (0.0, 0.0798, 0.1722, 0.2937, 0.3721, 0.4543, 0.551, 0.6518, 0.7372, 0.8116, 0.8819, 0.925, 1.0)
+# Voxels within this fraction of the range (99th percentile - minimum) of the minimum are background (zeroed).
+TISSUE_FLOOR = 1e-3
 
 
 def tissue_mask(image: np.ndarray, floor: float = TISSUE_FLOOR) -> np.ndarray:
-    """Voxels brighter than ``floor`` x the 99th percentile of the non-zero voxels (all voxels if too few)."""
+    """Voxels above the minimum by more than ``floor`` x (99th percentile of the others - minimum); all voxels if
+    that leaves too few."""
     values = image[image > image.min()] if (image > image.min()).any() else image.ravel()
     top = float(np.percentile(values, 99.0))
     mask = image > image.min() + floor * (top - image.min())

@@ -6,7 +6,7 @@ the same models and windows as :mod:`bundle.inference.models` and :mod:`bundle.i
 load and run them (and import MONAI, 8 s). A new model is one entry here.
 """
 
-__all__ = ["ADAPTIVE_RULES", "DESCRIPTIONS", "KERNELS", "LOCALIZE_MODES", "MADE_BY", "MODEL_FILES", "WINDOWS"]
+__all__ = ["ADAPTIVE_RULES", "CONFIDENCE_FLOORS", "DESCRIPTIONS", "KERNELS", "LOCALIZE_MODES", "MADE_BY", "MODEL_FILES", "WINDOWS"]
 
 MODEL_FILES = {
     "snn": "model_snn_finetuned.pt",
@@ -30,3 +30,7 @@ LOCALIZE_MODES = ("auto", "on", "off")
 ADAPTIVE_RULES = ("off", "stable")
 # SNN neuron step: one compiled kernel (eager where compiling fails), or op by op
 KERNELS = ("compiled", "eager")
+# below this class-map confidence (bundle.inference.confidence) a mask is flagged: the 1st percentile of the model's
+# confidences on the 42 unshifted validation cases (studies/robustness.py prints it; docs/RESULTS.md, "Scans from
+# other sites"). A checkpoint passed with --ckpt takes its kind's floor.
+CONFIDENCE_FLOORS = {"snn": 0.924, "snn_t2": 0.9, "snn_converted": 0.9, "ann": 0.844}

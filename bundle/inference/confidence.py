@@ -3,19 +3,20 @@
 On an image it was trained for, a segmentation network's class map is nearly binary: the voxels it calls
 hippocampus with some probability are, but for a thin boundary, the voxels it is sure of. On an image it
 cannot read (another contrast, another resolution) the softmax spreads out: many voxels get a middling
-hippocampus probability and few a high one. :func:`confidence` is that ratio, and
-:data:`LOW_CONFIDENCE` the level below which ``volumes.csv`` flags the mask (set on the robustness
-benchmark: ``studies/robustness.py``).
+hippocampus probability and few a high one. :func:`confidence` is that ratio; on the robustness benchmark
+(``studies/robustness.py``) it follows each case's Dice (correlation about 0.6 for the ANN and the SNN).
+
+Its typical level is the model's own (an SNN's membrane read-out is sharper than the ANN's softmax), so
+``volumes.csv`` flags a mask whose confidence falls below its model's floor: the 1st percentile of that model's
+confidences on the unshifted validation cases (:data:`bundle.inference.catalog.CONFIDENCE_FLOORS`), about one
+in a hundred in-distribution crops.
 """
 
 from __future__ import annotations
 
 import torch
 
-__all__ = ["LOW_CONFIDENCE", "confidence"]
-
-# Below this, the mask is flagged (see docs/RESULTS.md, "Real scans": cases under shifts where Dice fell).
-LOW_CONFIDENCE = 0.6
+__all__ = ["confidence"]
 
 
 def confidence(scores: torch.Tensor, sure: float = 0.75, possible: float = 0.25) -> float:

@@ -132,8 +132,9 @@ def evaluate_folder(
     except OSError as e:
         raise InputError(f"{out}: cannot create the output folder ({e.strerror}).") from None
     segmenter = VolumeSegmenter(
-        network, inferer, device, amp, localize, standardization=info.get("standardization", "percentile")
-    )
+        network, inferer, device, amp, localize, standardization=info.get("standardization", "percentile"),
+        confidence_floor=info.get("confidence_floor"),
+    )  # fmt: skip
     nifti_loader = LoadImage(image_only=True, ensure_channel_first=True)
 
     def loader(path: str):  # NIfTI as MONAI reads it; NRRD, MHA, DICOM series by SimpleITK, same frame

@@ -13,15 +13,14 @@ import torch
 from torch import nn
 
 from bundle.errors import InputError
-from bundle.inference.catalog import MADE_BY, MODEL_FILES
+from bundle.inference.catalog import CONFIDENCE_FLOORS, MADE_BY, MODEL_FILES
 from bundle.networks import ConvertibleUNet
 from bundle.networks.checkpoint import input_record, load_weights
 from bundle.spiking.checkpoint import build, read
 from bundle.spiking.segmenter import SpikingSegmenter
 
-__all__ = ["DEFAULT_MODELS_DIR", "MODEL_FILES", "check_device", "load_model"]
+__all__ = ["MODEL_FILES", "check_device", "load_model"]
 
-DEFAULT_MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
 
 
 def check_device(device: torch.device | str) -> torch.device:
@@ -59,7 +58,7 @@ def load_model(
     ``adaptive``/``patience``/``tolerance``: adaptive T for SNNs (see :class:`SpikingSegmenter`; ``"off"``:
     every window runs T steps); ``timesteps`` is then the most a window may run. Ignored for the ANN.
     Returns ``(network, info)`` with info keys ``model``, ``checkpoint``, ``timesteps`` (0 for the ANN; the
-    maximum when adaptive), ``neuron``, ``standardization`` (the input contract the checkpoint records), and for an adaptive SNN ``adaptive``, ``patience``, ``tolerance``.
+    maximum when adaptive), ``neuron``, ``standardization`` (the input contract the checkpoint records), ``confidence_floor`` (below it a mask is flagged), and for an adaptive SNN ``adaptive``, ``patience``, ``tolerance``.
     """
     from bundle.inference.settings import InferenceSettings
 
@@ -67,7 +66,11 @@ def load_model(
     InferenceSettings(model=model, timesteps=timesteps, neuron_kernel=kernel, multi_step=multi_step,
                       adaptive=adaptive, patience=patience, tolerance=tolerance)  # fmt: skip
     check_device(device)
-    path = Path(ckpt) if ckpt else Path(models_dir or DEFAULT_MODELS_DIR) / MODEL_FILES[model]
+    if ckpt is None and models_dir is None:
+        from bundle.resources import models_dir as shipped  # the one models folder: a checkout's or a wheel's
+
+        models_dir = shipped()
+    path = Path(ckpt) if ckpt else Path(models_dir) / MODEL_FILES[model]
     if not path.is_file():
         raise InputError(f"{path}: not found; run the '{MADE_BY[model]}' stage first (or pass its path).")
     if model == "ann":
@@ -76,7 +79,8 @@ def load_model(
         except (pickle.UnpicklingError, EOFError, KeyError, RuntimeError, TypeError) as e:
             raise InputError(f"{path}: not an ANN checkpoint of this bundle ({type(e).__name__}).") from None
         record = input_record(torch.load(path, map_location="cpu", weights_only=True))
-        return network, {"model": model, "checkpoint": str(path), "timesteps": 0, "neuron": "relu", **record}
+        return network, {"model": model, "checkpoint": str(path), "timesteps": 0, "neuron": "relu", **record,
+                         "confidence_floor": CONFIDENCE_FLOORS[model]}  # fmt: skip
     ckpt = read(path, MADE_BY[model])  # read once; the graph is rebuilt from its settings
     try:
         snn, settings = build(ckpt, None, device)
@@ -95,7 +99,8 @@ def load_model(
         patience=int(patience),
         tolerance=float(tolerance),
     )
-    info = {"model": model, "checkpoint": str(path), "timesteps": steps, "neuron": settings["neuron"], **input_record(ckpt)}
+    info = {"model": model, "checkpoint": str(path), "timesteps": steps, "neuron": settings["neuron"],
+            **input_record(ckpt), "confidence_floor": CONFIDENCE_FLOORS[model]}  # fmt: skip
     if adaptive != "off":
         info.update(adaptive=adaptive, patience=int(patience), tolerance=float(tolerance))
     return network.to(device).eval(), info

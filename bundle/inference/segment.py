@@ -125,7 +125,10 @@ def segment_folder(
     table = read_table(out / "volumes.csv")
     for note in notes:
         logger.warning(f"warning: {note}")
-    segmenter = VolumeSegmenter(network, inferer, device, amp, localize, qc, info.get("standardization", "percentile"))
+    segmenter = VolumeSegmenter(
+        network, inferer, device, amp, localize, qc, info.get("standardization", "percentile"),
+        info.get("confidence_floor"),
+    )  # fmt: skip
     report = Report(out)
     model_sha = model_fingerprint(
         info, as_bool(amp, "amp"), localize=localize, roi_size=list(getattr(inferer, "roi_size", []) or []),

@@ -26,7 +26,7 @@ from torch import nn
 
 from bundle.data.transforms import preprocessing
 from bundle.inference.catalog import LOCALIZE_MODES
-from bundle.inference.confidence import LOW_CONFIDENCE, confidence
+from bundle.inference.confidence import confidence
 from bundle.inference.inputs import load_image
 from bundle.localization import CROP_SIZE, GOOD_SIMILARITY, SIDES, field_of_view, from_nifti, localize, to_nifti
 from bundle.networks.precision import fast_bfloat16
@@ -83,6 +83,7 @@ class Segmentation:
     reason: str = ""  # why localised or not (the auto decision)
     similarity: float | None = None  # registration score (localised only)
     confidence: float | None = None  # the class map's (lowest side's) confidence, see bundle.inference.confidence
+    confidence_floor: float | None = None  # the model's: below it the mask is flagged
     sides: dict = field(default_factory=dict)  # {"left"/"right": {"anterior_mm3", "posterior_mm3"}}
     seconds: dict = field(default_factory=dict)  # read, register, network, ...
     views: dict = field(default_factory=dict)  # for the QC picture: {name: (image, mask)} RAS arrays
@@ -93,9 +94,10 @@ class Segmentation:
         flags = []
         if self.similarity is not None and self.similarity < GOOD_SIMILARITY:
             flags.append(f"registration poor (similarity {self.similarity:.2f} < {GOOD_SIMILARITY:.2f})")
-        if self.confidence is not None and self.confidence < LOW_CONFIDENCE:
+        floor = self.confidence_floor
+        if self.confidence is not None and floor is not None and self.confidence < floor:
             flags.append(
-                f"network unsure (confidence {self.confidence:.2f} < {LOW_CONFIDENCE:.2f}): contrast or resolution it may not handle"
+                f"network unsure (confidence {self.confidence:.3f} < {floor:.3f}): a contrast or resolution it may not read"
             )
         volumes = {s: (v["anterior_mm3"] + v["posterior_mm3"]) / 1000 for s, v in self.sides.items()}
         if not volumes:
@@ -139,7 +141,8 @@ class VolumeSegmenter:
     the field of view), ``on`` or ``off``. A localised image is registered to the MNI template, each
     hippocampus is cut out as a Task04-like crop (RAS, 1 mm), segmented, and pasted back.
     ``standardization``: the model's input contract (``info["standardization"]`` of
-    :func:`bundle.inference.models.load_model`).
+    :func:`bundle.inference.models.load_model`); ``confidence_floor``: below it a mask is flagged
+    (``info["confidence_floor"]``; None: never for confidence).
     """
 
     def __init__(
@@ -151,6 +154,7 @@ class VolumeSegmenter:
         localize: str = "auto",
         qc: bool = False,
         standardization: str = "percentile",
+        confidence_floor: float | None = None,
     ):
         self.network, self.inferer, self.device = network.eval(), inferer, torch.device(device)
         # mixed precision: float16 on CUDA, bfloat16 on CPU; SNN membranes stay float32 (see neurons)
@@ -161,6 +165,7 @@ class VolumeSegmenter:
         self._lock = threading.Lock()  # the SNN's membranes and the activity hooks are per-call state
         # the pipeline's pre-processing without its LoadImaged: every image is read once, by load_image
         self.pre = mt.Compose(preprocessing(["image"], standardization=standardization)[1:])
+        self.confidence_floor = confidence_floor
         self.post = mt.Compose(
             [
                 mt.Activationsd(keys="pred", softmax=True),
@@ -200,6 +205,7 @@ class VolumeSegmenter:
                 seconds["network"] = time.perf_counter() - t
                 seg = Segmentation(mask, {}, False, reason, seconds=seconds, confidence=sure)
                 seg.views = {"image": (data["image"][0].numpy(), ras_label)} if self.qc else {}
+        seg.confidence_floor = self.confidence_floor
         if monitor.windows:
             totals = monitor.totals()
             seg.activity = {k: totals[k] for k in ACTIVITY_FIELDS if k in totals}

@@ -51,6 +51,7 @@ def main() -> None:
     parser.add_argument("--scans", default=str(ROOT / "runs" / "real_t1"))
     parser.add_argument("--work", default=str(ROOT / "runs" / "real_scans"), help="masks, volumes.csv, QC per model")
     parser.add_argument("--out", default=str(ROOT / "docs" / "real_scans.json"))
+    parser.add_argument("--standardization", default=None, help="override every model's input contract")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     if not any(Path(args.scans).glob("*.nii.gz")):
@@ -60,7 +61,8 @@ def main() -> None:
     for item in args.models.split(","):
         label, _, path = item.partition("=")
         network, info = load_model(label.split(":")[0], ckpt=path or None, kernel="eager")
-        out = Path(args.work) / label.replace(":", "_")
+        info["standardization"] = args.standardization or info["standardization"]
+        out = Path(args.work) / (label.replace(":", "_") + f"_{info['standardization']}")
         report = segment_folder(args.scans, out, network, make_inferer(3, [48, 64, 48]), info, overwrite=True,
                                 progress=False, localize="on", qc=True, log_summary=False)  # fmt: skip
         rows = {}

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from bundle.errors import InputError
 from bundle.inference.catalog import DESCRIPTIONS, MODEL_FILES
+from bundle.resources import models_dir as shipped_models
 
 __all__ = ["BUNDLE_ROOT", "CONF_KEYS", "DEFAULT_MODELS", "ModelChoice", "model_choices"]
 
@@ -67,7 +68,7 @@ def model_choices(conf: Mapping[str, str]) -> list[ModelChoice]:
     if unknown or not names:
         raise InputError(f"--conf models {conf.get('models')!r}: choose from {', '.join(MODEL_FILES)} or 'all'.")
     timesteps = _timesteps(conf.get("timesteps"))
-    models_dir = Path(conf.get("models_dir") or BUNDLE_ROOT / "models").expanduser()
+    models_dir = Path(conf.get("models_dir") or shipped_models()).expanduser()
     choices = []
     for name in dict.fromkeys(names):  # keep the order, drop repeats
         ckpt = conf.get(f"{name}_ckpt")
