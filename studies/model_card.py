@@ -45,7 +45,7 @@ def evaluate(out_root: Path) -> dict:
             device="cpu", amp=settings.amp, localize=settings.localize,
         )  # fmt: skip
 
-        def mean(key: str):
+        def mean(key: str, summary: dict = summary):
             value = summary.get(key)
             return round(value["mean"], 4) if isinstance(value, dict) and value.get("mean") is not None else None
 

@@ -6,7 +6,7 @@ import sys
 from conftest import REPO
 
 sys.path.insert(0, str(REPO))
-from studies.model_card import BEGIN, END, PAGES, RESULTS, render  # noqa: E402
+from studies.model_card import BEGIN, END, PAGES, RESULTS, render
 
 
 def test_results_tables_are_generated_from_the_results_file():

@@ -81,6 +81,6 @@ def apply_shift(name: str, image: torch.Tensor, seed: int = 0) -> torch.Tensor:
     if name == "none":
         return image
     transform = SHIFTS[name][1]()
-    if isinstance(transform, mt.Randomizable) or isinstance(transform, mt.Compose):
+    if isinstance(transform, mt.Randomizable):  # Compose is one too
         transform.set_random_state(seed=seed)
     return transform({"image": _unit(image)})["image"]

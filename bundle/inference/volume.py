@@ -262,4 +262,7 @@ class VolumeSegmenter:
                 vox = (inv @ corners.T)[:3].T
                 boxes[side] = (vox.min(0), vox.max(0))
             head = (np.asanyarray(canonical.dataobj), boxes)
-        return Segmentation(mask, {}, True, reason, loc.registration.similarity, min(sure), sides, seconds, views, head)
+        return Segmentation(
+            mask, {}, True, reason, similarity=loc.registration.similarity, confidence=min(sure), sides=sides,
+            seconds=seconds, views=views, head=head,
+        )  # fmt: skip

@@ -75,14 +75,23 @@ def prepare_moving(image: sitk.Image) -> sitk.Image:
     return sitk.Clamp(small, sitk.sitkFloat32, float(lo), float(hi))
 
 
+# The cranium's share of a head, from the vertex down: scans of real people often reach far below the
+# template's field of view (neck, shoulders), which pulls a whole-foreground centroid 20-40 mm down (two
+# real 1 mm heads with necks failed registration so, 2026-12-07, docs/RESULTS.md "Scans from other sites").
+CRANIUM_MM = 150.0
+
+
 def _head_centre(image: sitk.Image) -> np.ndarray:
-    """Centroid (LPS mm) of the Otsu foreground: the head, whatever its intensity scale and background."""
+    """Centroid (LPS mm) of the Otsu foreground's top :data:`CRANIUM_MM` (from its most superior point): the
+    head without the neck, whatever its intensity scale and background."""
     fg = sitk.OtsuThreshold(image, 0, 1)
-    stats = sitk.LabelShapeStatisticsImageFilter()
-    stats.Execute(fg)
-    if not stats.HasLabel(1):
+    index = np.argwhere(sitk.GetArrayViewFromImage(fg) > 0)[:, ::-1]  # (x, y, z) voxel indices
+    if len(index) == 0:
         return np.array(image.TransformContinuousIndexToPhysicalPoint([(n - 1) / 2 for n in image.GetSize()]))
-    return np.array(stats.GetCentroid(1))
+    direction = np.array(image.GetDirection()).reshape(3, 3)
+    points = np.array(image.GetOrigin()) + (index * np.array(image.GetSpacing())) @ direction.T
+    top = points[:, 2].max()  # LPS: +z is superior
+    return points[points[:, 2] >= top - CRANIUM_MM].mean(axis=0)
 
 
 def _mask_centre(mask: sitk.Image) -> np.ndarray:

@@ -25,8 +25,8 @@ from monailabel.tasks.infer.basic_infer import BasicInferTask
 
 from bundle.errors import InputError
 from bundle.inference.inputs import load_image
-from bundle.inference.settings import InferenceSettings
 from bundle.inference.segment import LABELS, VolumeSegmenter, describe, write_mask
+from bundle.inference.settings import InferenceSettings
 from lib.configs.segmentation import ModelChoice
 
 __all__ = ["LABEL_IDS", "BundleSegmentation"]
