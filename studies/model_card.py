@@ -83,7 +83,7 @@ def table(results: dict) -> str:
             energy += f" ({m['energy_vs_ann']:.3f})"
         hd = f"{m['hd95_anterior_mm']:.2f} / {m['hd95_posterior_mm']:.2f}"
         lines.append(
-            f"| `{m['model']}` | {m['timesteps'] or '-'} | {m['dice_anterior']:.3f} | {m['dice_posterior']:.3f} | "
+            f"| `{m['model']}`{' (default)' if m['model'] == 'snn' else ''} | {m['timesteps'] or '-'} | {m['dice_anterior']:.3f} | {m['dice_posterior']:.3f} | "
             f"{m['mean_dice']:.4f} | {hd} | {energy} |"
         )
     lines.append("")

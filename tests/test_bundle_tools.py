@@ -142,7 +142,8 @@ def test_monai_load_gives_the_trained_ann(workflow_type, tmp_path, monkeypatch):
     from bundle.inference.models import load_model
 
     monkeypatch.chdir(tmp_path)
-    network = monai_load("models/model_ann.pt", workflow_type).eval()
+    # the ANN's file is {"model": weights, "input": its standardisation} (bundle.networks.checkpoint.InputRecord)
+    network = monai_load("models/model_ann.pt", workflow_type, key_in_ckpt="model").eval()
     reference, _ = load_model("ann", ckpt=REPO / "models" / "model_ann.pt")
     image = torch.rand(1, 1, 16, 24, 16, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
@@ -289,3 +290,15 @@ def test_a_built_wheel_runs_from_another_folder(tmp_path):
     assert (work / "out1" / "volumes.csv").is_file()
     run("-m", "bundle.cli", "segment", "in", "out2", "--model", "ann", "--quiet")
     assert (work / "out2" / "volumes.csv").is_file()
+
+
+def test_one_version_everywhere():
+    """pyproject.toml, the installed package and configs/metadata.json name the same version."""
+    import tomllib
+
+    import bundle
+
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+    metadata = json.loads((REPO / "configs" / "metadata.json").read_text())["version"]
+    assert pyproject == metadata == bundle.__version__
+    assert pyproject in json.loads((REPO / "configs" / "metadata.json").read_text())["changelog"]

@@ -56,7 +56,7 @@ def test_torchrun_two_processes_train_all_three_stages(tmp_path):
         assert log.count(stage) == 1, stage  # logged by rank 0 only
     models = out / "models"
     ann = ConvertibleUNet(3, channels=(4, 8, 16, 32))
-    ann.load_state_dict(torch.load(models / "model_ann.pt", map_location="cpu"), strict=True)  # no "module." keys
+    ann.load_state_dict(torch.load(models / "model_ann.pt", map_location="cpu")["model"], strict=True)  # no "module." keys
     _, settings = load_snn(ann, models / "model_snn_finetuned_round1.pt")
     assert settings["timesteps"] == 2 and settings["finetuned"]["epochs"] == 1
     _, settings = load_snn(ann, models / "model_snn_finetuned.pt")  # the refine round, in both processes too

@@ -378,7 +378,7 @@ def test_export_ann_with_ckpt_export_and_snn_by_tracing(tmp_path):
     from bundle.inference.export import export_snn
 
     cmd = [sys.executable, "-m", "monai.bundle", "ckpt_export", "network_def", "--filepath", str(tmp_path / "ann.ts")]
-    cmd += ["--ckpt_file", "models/model_ann.pt", "--meta_file", "configs/metadata.json"]
+    cmd += ["--ckpt_file", "models/model_ann.pt", "--key_in_ckpt", "model", "--meta_file", "configs/metadata.json"]
     cmd += ["--config_file", "configs/inference.json"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)

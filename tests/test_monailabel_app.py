@@ -232,8 +232,8 @@ def test_mask_is_the_batch_inference_mask_in_the_image_geometry(server, model, t
     assert mask.get_data_dtype() == np.uint8
     assert set(np.unique(m)) == {0, 1, 2}
 
-    network, _ = load_model(model, timesteps=SNN_T if model != "ann" else None)
-    result = VolumeSegmenter(network, make_inferer(3, [48, 64, 48]))(image_file)
+    network, info = load_model(model, timesteps=SNN_T if model != "ann" else None)
+    result = VolumeSegmenter(network, make_inferer(3, [48, 64, 48]), standardization=info["standardization"])(image_file)
     expected = result.mask if hasattr(result, "mask") else result[0]  # a Segmentation, or (mask, activity)
     e = expected[0].numpy()
     same = float(np.mean(m == e))
@@ -250,8 +250,8 @@ def test_a_whole_head_nrrd_is_localised_as_in_batch_inference(server, tmp_path):
     m = np.asanyarray(mask.dataobj)
     image = sitk.ReadImage(str(image_file))
     assert m.shape == image.GetSize()
-    network, _ = load_model("ann")
-    result = VolumeSegmenter(network, make_inferer(3, [48, 64, 48]))(image_file)
+    network, info = load_model("ann")
+    result = VolumeSegmenter(network, make_inferer(3, [48, 64, 48]), standardization=info["standardization"])(image_file)
     assert result.localized and set(result.sides) == {"left", "right"}
     e = result.mask[0].numpy()
     # the same code; ITK's multi-threaded registration may move a crop by a fraction of a voxel under load

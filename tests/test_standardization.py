@@ -101,3 +101,26 @@ def test_a_checkpoint_carries_its_standardisation_to_inference(tmp_path):
     torch.save({"model": net.state_dict()}, tmp_path / "old.pt")
     assert load_model("ann", ckpt=tmp_path / "new.pt")[1]["standardization"] == "histogram"
     assert load_model("ann", ckpt=tmp_path / "old.pt")[1]["standardization"] == "percentile"
+
+
+def test_set_input_contract_rewrites_ann_and_snn_records(tmp_path):
+    """scripts/set_input_contract.py: the record changes, the weights do not."""
+    import sys
+
+    from conftest import REPO
+
+    sys.path.insert(0, str(REPO / "scripts"))
+    from set_input_contract import set_contract
+
+    from bundle.networks import ConvertibleUNet
+    from bundle.networks.checkpoint import input_record
+
+    net = ConvertibleUNet(3, 1, 3, (4, 8, 16, 32))
+    torch.save({"model": net.state_dict()}, tmp_path / "ann.pt")
+    torch.save({"state_dict": {"w": torch.ones(2)}, "settings": {"neuron": "ternary"}}, tmp_path / "snn.pt")
+    for name in ("ann.pt", "snn.pt"):
+        assert set_contract(tmp_path / name, "histogram") == ("percentile", "histogram")
+        saved = torch.load(tmp_path / name, weights_only=True)
+        assert input_record(saved)["standardization"] == "histogram"
+    weights = torch.load(tmp_path / "ann.pt", weights_only=True)["model"]
+    assert all(torch.equal(weights[k], v) for k, v in net.state_dict().items())

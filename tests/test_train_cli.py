@@ -60,7 +60,9 @@ def test_training_writes_a_loadable_checkpoint(trained):
     out, proc = trained
     ckpt = out / "models" / "model_ann.pt"
     assert ckpt.is_file()
-    ConvertibleUNet(3, channels=(4, 8, 16, 32)).load_state_dict(torch.load(ckpt, map_location="cpu"), strict=True)
+    saved = torch.load(ckpt, map_location="cpu")
+    ConvertibleUNet(3, channels=(4, 8, 16, 32)).load_state_dict(saved["model"], strict=True)
+    assert saved["input"] == {"standardization": "histogram"}  # the input contract travels with the weights
     log = proc.stdout + proc.stderr
     assert "[ann] epoch 2/2" in log and "ETA" in log  # progress with ETA
     assert "val_dice_anterior" in log and "val_dice_posterior" in log
@@ -157,7 +159,7 @@ def test_2d_slice_wise_training(tmp_path):
         *SMALL,
     )
     ConvertibleUNet(2, channels=(4, 8, 16, 32)).load_state_dict(
-        torch.load(tmp_path / "models" / "model_ann.pt", map_location="cpu"), strict=True
+        torch.load(tmp_path / "models" / "model_ann.pt", map_location="cpu")["model"], strict=True
     )
 
 

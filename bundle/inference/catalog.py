@@ -33,4 +33,4 @@ KERNELS = ("compiled", "eager")
 # below this class-map confidence (bundle.inference.confidence) a mask is flagged: the 1st percentile of the model's
 # confidences on the 42 unshifted validation cases (studies/robustness.py prints it; docs/RESULTS.md, "Scans from
 # other sites"). A checkpoint passed with --ckpt takes its kind's floor.
-CONFIDENCE_FLOORS = {"snn": 0.924, "snn_t2": 0.9, "snn_converted": 0.9, "ann": 0.844}
+CONFIDENCE_FLOORS = {"snn": 0.946, "snn_t2": 0.947, "snn_converted": 0.841, "ann": 0.846}

@@ -24,6 +24,7 @@ from monai.data import MetaTensor
 from monai.inferers import Inferer
 from torch import nn
 
+from bundle.data.standardization import DEFAULT_STANDARDIZATION
 from bundle.data.transforms import preprocessing
 from bundle.inference.catalog import LOCALIZE_MODES
 from bundle.inference.confidence import confidence
@@ -153,7 +154,7 @@ class VolumeSegmenter:
         amp: bool = False,
         localize: str = "auto",
         qc: bool = False,
-        standardization: str = "percentile",
+        standardization: str = DEFAULT_STANDARDIZATION,
         confidence_floor: float | None = None,
     ):
         self.network, self.inferer, self.device = network.eval(), inferer, torch.device(device)
