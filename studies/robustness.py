@@ -6,7 +6,7 @@ by the case's index), standardised by the model's own input contract, segmented 
 Also recorded per case: the class map's confidence (:func:`bundle.inference.confidence.confidence`), to set
 the flag for scans the network cannot handle.
 
-    .venv/bin/python studies/robustness.py --models ann,snn [--shifts all] [--out docs/robustness.json]
+    .venv/bin/python studies/robustness.py --models ann,snn [--shifts all] [--out docs/robustness/robustness.json]
 
 Models are names of the catalog (``ann``, ``snn``, ``snn_t2``, ``snn_converted``) or ``name=path`` for a
 checkpoint of one of those kinds (e.g. ``ann=runs/x/models/model_ann.pt``). Writes the JSON (per shift and
@@ -61,7 +61,7 @@ def main() -> None:
     parser.add_argument("--split", default="val", choices=["val", "train"])
     parser.add_argument("--limit", type=int, default=0, help="first N cases only (0: all)")
     parser.add_argument("--standardization", default=None, help="override every model's input contract")
-    parser.add_argument("--out", default="docs/robustness.json")
+    parser.add_argument("--out", default="docs/robustness/robustness.json")
     parser.add_argument("--plot", default=None, help="PNG (default: the JSON's name with .png)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()

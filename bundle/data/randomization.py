@@ -33,7 +33,7 @@ __all__ = [
 ]
 
 # The default strength: each transform below fires with its listed probability (strength 0: none).
-DEFAULT_STRENGTH = 1.0
+DEFAULT_STRENGTH = 0.5
 
 
 class RandThickSlicesd(RandomizableTransform, MapTransform):
