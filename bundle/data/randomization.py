@@ -36,7 +36,27 @@ __all__ = [
 DEFAULT_STRENGTH = 0.5
 
 
-class RandThickSlicesd(RandomizableTransform, MapTransform):
+class _RandImaged(RandomizableTransform, MapTransform):
+    """One random draw per call (``randomize``), then :meth:`apply` to every key: the shared loop of the
+    image-only transforms below (MONAI's dictionary transforms each repeat it)."""
+
+    def __init__(self, keys: KeysCollection, prob: float, allow_missing_keys: bool = False):
+        MapTransform.__init__(self, keys, allow_missing_keys)
+        RandomizableTransform.__init__(self, prob)
+
+    def apply(self, image):
+        raise NotImplementedError
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict:
+        d = dict(data)
+        self.randomize()
+        if self._do_transform:
+            for key in self.key_iterator(d):
+                d[key] = self.apply(d[key])
+        return d
+
+
+class RandThickSlicesd(_RandImaged):
     """A thick-slice acquisition put back on the 1 mm grid: along one random axis, ``thickness`` mm slices
     (mean of the voxels each one covers), then linear interpolation back to the input's shape.
 
@@ -55,8 +75,7 @@ class RandThickSlicesd(RandomizableTransform, MapTransform):
         axes: tuple[int, ...] = (0, 1, 2),
         allow_missing_keys: bool = False,
     ):
-        MapTransform.__init__(self, keys, allow_missing_keys)
-        RandomizableTransform.__init__(self, prob)
+        super().__init__(keys, prob, allow_missing_keys)
         self.thickness, self.axes = (float(thickness[0]), float(thickness[1])), tuple(axes)
         self._axis, self._thickness = 0, 1.0
 
@@ -65,14 +84,8 @@ class RandThickSlicesd(RandomizableTransform, MapTransform):
         self._axis = int(self.R.choice(self.axes))
         self._thickness = float(self.R.uniform(*self.thickness))
 
-    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict:
-        d = dict(data)
-        self.randomize()
-        if not self._do_transform:
-            return d
-        for key in self.key_iterator(d):
-            d[key] = thick_slices(d[key], self._axis, self._thickness)
-        return d
+    def apply(self, image):
+        return thick_slices(image, self._axis, self._thickness)
 
 
 def thick_slices(image, axis: int, thickness: float):
@@ -88,7 +101,7 @@ def thick_slices(image, axis: int, thickness: float):
     return convert_to_dst_type(back, dst=image, dtype=torch.float32)[0]
 
 
-class RandPipelineRescaled(RandomizableTransform, MapTransform):
+class RandPipelineRescaled(_RandImaged):
     """An image as FreeSurfer-style pipelines save it: white matter (estimated as the 90th percentile of the
     brighter half) put at ``white`` (FreeSurfer: 110), clipped to [0, 255] and rounded to whole numbers."""
 
@@ -99,22 +112,15 @@ class RandPipelineRescaled(RandomizableTransform, MapTransform):
         white: tuple[float, float] = (100.0, 120.0),
         allow_missing_keys: bool = False,
     ):
-        MapTransform.__init__(self, keys, allow_missing_keys)
-        RandomizableTransform.__init__(self, prob)
+        super().__init__(keys, prob, allow_missing_keys)
         self.white, self._white = white, 110.0
 
     def randomize(self, data=None) -> None:
         super().randomize(None)
         self._white = float(self.R.uniform(*self.white))
 
-    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict:
-        d = dict(data)
-        self.randomize()
-        if not self._do_transform:
-            return d
-        for key in self.key_iterator(d):
-            d[key] = pipeline_rescale(d[key], self._white)
-        return d
+    def apply(self, image):
+        return pipeline_rescale(image, self._white)
 
 
 def pipeline_rescale(image, white: float = 110.0):
@@ -127,7 +133,7 @@ def pipeline_rescale(image, white: float = 110.0):
     return convert_to_dst_type(torch.round(torch.clamp(scaled, 0.0, 255.0)), dst=image, dtype=torch.float32)[0]
 
 
-class RandZeroSlabd(RandomizableTransform, MapTransform):
+class RandZeroSlabd(_RandImaged):
     """A slab at one face of the image set to zero, as a brain mask or a field-of-view edge leaves it.
 
     ``fraction``: (min, max) depth of the slab as a fraction of that axis' size.
@@ -140,8 +146,7 @@ class RandZeroSlabd(RandomizableTransform, MapTransform):
         fraction: tuple[float, float] = (0.05, 0.2),
         allow_missing_keys: bool = False,
     ):
-        MapTransform.__init__(self, keys, allow_missing_keys)
-        RandomizableTransform.__init__(self, prob)
+        super().__init__(keys, prob, allow_missing_keys)
         self.fraction = fraction
         self._axis, self._side, self._fraction = 0, 0, 0.0
 
@@ -151,14 +156,8 @@ class RandZeroSlabd(RandomizableTransform, MapTransform):
         self._side = int(self.R.randint(0, 2))
         self._fraction = float(self.R.uniform(*self.fraction))
 
-    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict:
-        d = dict(data)
-        self.randomize()
-        if not self._do_transform:
-            return d
-        for key in self.key_iterator(d):
-            d[key] = zero_slab(d[key], self._axis, self._side, self._fraction)
-        return d
+    def apply(self, image):
+        return zero_slab(image, self._axis, self._side, self._fraction)
 
 
 def zero_slab(image, axis: int, side: int, fraction: float):

@@ -75,10 +75,11 @@ def load_model(
         raise InputError(f"{path}: not found; run the '{MADE_BY[model]}' stage first (or pass its path).")
     if model == "ann":
         try:
-            network = load_weights(ConvertibleUNet(spatial_dims, 1, 3, channels), path, MADE_BY[model], device)
+            saved = torch.load(path, map_location=device, weights_only=True)  # read once: weights and input record
+            network = load_weights(ConvertibleUNet(spatial_dims, 1, 3, channels), path, MADE_BY[model], device, saved)
         except (pickle.UnpicklingError, EOFError, KeyError, RuntimeError, TypeError) as e:
             raise InputError(f"{path}: not an ANN checkpoint of this bundle ({type(e).__name__}).") from None
-        record = input_record(torch.load(path, map_location="cpu", weights_only=True))
+        record = input_record(saved)
         return network, {"model": model, "checkpoint": str(path), "timesteps": 0, "neuron": "relu", **record,
                          "confidence_floor": CONFIDENCE_FLOORS[model]}  # fmt: skip
     ckpt = read(path, MADE_BY[model])  # read once; the graph is rebuilt from its settings

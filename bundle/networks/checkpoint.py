@@ -38,14 +38,17 @@ def input_record(checkpoint: dict) -> dict:
     return dict(LEGACY_INPUT)
 
 
-def load_weights(network: nn.Module, path: str | Path, made_by: str, device: torch.device | str = "cpu") -> nn.Module:
+def load_weights(
+    network: nn.Module, path: str | Path, made_by: str, device: torch.device | str = "cpu", state: dict | None = None
+) -> nn.Module:
     """Load ``path`` (a state dict, or ``{"model": state dict}``) strictly into ``network``; return it in eval mode.
 
     Raises :class:`~bundle.errors.InputError` if the file is missing (naming the run id ``made_by``
     that writes it) or was saved from a different architecture.
     """
-    require_file(str(path), made_by)
-    state = torch.load(path, map_location=device, weights_only=True)
+    if state is None:  # ``state``: the file already read (by a caller that also wants its input record)
+        require_file(str(path), made_by)
+        state = torch.load(path, map_location=device, weights_only=True)
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]
     try:
