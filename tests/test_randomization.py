@@ -7,10 +7,12 @@ from monai import transforms as mt
 
 from bundle.data.randomization import (
     RandPipelineRescaled,
+    RandLowResolutiond,
     RandThickSlicesd,
     RandZeroSlabd,
     pipeline_rescale,
     randomization,
+    low_resolution,
     thick_slices,
     zero_slab,
 )
@@ -62,6 +64,19 @@ def test_thick_slices_blur_one_axis_only():
     assert torch.allclose(along_0, image, atol=1e-6)  # constant along axis 0: unchanged
 
 
+def test_low_resolution_stays_centred_on_its_label():
+    # MONAI's RandSimulateLowResolution moves a blob by about a voxel; an acquisition must not.
+    idx = torch.stack(torch.meshgrid(*[torch.arange(24.0)] * 3, indexing="ij"))
+    blob = (((idx - torch.tensor([11.0, 12.0, 13.0]).view(3, 1, 1, 1)) ** 2).sum(0) < 25).float()[None]
+    out = low_resolution(blob, [2.0, 2.0, 2.0])
+    assert out.shape == blob.shape
+    centre = [float((idx[i] * out[0]).sum() / out[0].sum()) for i in range(3)]
+    assert all(abs(c - e) < 0.1 for c, e in zip(centre, (11.0, 12.0, 13.0)))
+    kept = out[0] > 0.5
+    assert 2 * float((kept & (blob[0] > 0)).sum()) / float(kept.sum() + blob.sum()) > 0.9
+    assert int(((out > 0.05) & (out < 0.95)).sum()) > 0  # averaged: the edge is partial-volume
+
+
 def test_pipeline_rescale_puts_white_matter_at_110_in_whole_numbers():
     image = _image() * 1234.5
     out = pipeline_rescale(image, white=110.0)
@@ -76,7 +91,7 @@ def test_zero_slab_zeroes_one_face():
     assert float(out[0, :, 16:, :].sum()) == 0.0 and float(out[0, :, :16, :].min()) == 1.0
 
 
-@pytest.mark.parametrize("cls", [RandThickSlicesd, RandPipelineRescaled, RandZeroSlabd])
+@pytest.mark.parametrize("cls", [RandLowResolutiond, RandThickSlicesd, RandPipelineRescaled, RandZeroSlabd])
 def test_probability_zero_changes_nothing(cls):
     image = _image()
     t = cls(keys="image", prob=0.0)

@@ -14,7 +14,7 @@ from collections.abc import Callable
 import torch
 from monai import transforms as mt
 
-from bundle.data.randomization import RandPipelineRescaled, RandThickSlicesd, RandZeroSlabd
+from bundle.data.randomization import RandLowResolutiond, RandPipelineRescaled, RandThickSlicesd, RandZeroSlabd
 
 __all__ = ["SHIFTS", "apply_shift"]
 
@@ -53,8 +53,8 @@ SHIFTS: dict[str, tuple[str, Callable[[], mt.Transform]]] = {
         lambda: mt.GaussianSmoothd(keys="image", sigma=1.0),
     ),
     "iso_2mm": (
-        "a 2 mm isotropic acquisition put back on the 1 mm grid",
-        lambda: mt.RandSimulateLowResolutiond(keys="image", prob=1.0, zoom_range=(0.5, 0.5)),
+        "a 2 mm isotropic acquisition (each voxel the mean of what it covers) put back on the 1 mm grid",
+        lambda: RandLowResolutiond(keys="image", prob=1.0, voxel=(2.0, 2.0)),
     ),
     "slices_3mm": (
         "3 mm slices along one axis (random), back on the 1 mm grid",
