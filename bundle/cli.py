@@ -1,6 +1,7 @@
 """``hippo-snn``: the bundle's inference as a console command (the same code as configs/inference.json).
 
     hippo-snn segment IN OUT [--model snn|snn_t2|snn_converted|ann] [--timesteps T] [--overwrite] [--device cpu]
+    hippo-snn segment IN OUT --workers N [--engine ray [--ray-address ADDR]]   (a cohort: N workers, one volumes.csv)
     hippo-snn evaluate DATASET OUT [--split all|val|train] [--overlays N] ...
     ... --adaptive stable [--patience N] [--tolerance F]   (SNN: stop each window once its class map is stable)
 
@@ -16,7 +17,7 @@ import warnings
 from pathlib import Path
 
 from bundle.errors import InputError
-from bundle.inference.catalog import MODEL_FILES, WINDOWS
+from bundle.inference.catalog import ENGINES, MODEL_FILES, WINDOWS
 
 __all__ = ["main"]
 
@@ -76,6 +77,15 @@ def _parser() -> argparse.ArgumentParser:
     seg.add_argument(
         "--qc", action="store_const", const=True, default=None, help="also write a QC picture per image in OUT/qc/"
     )
+    seg.add_argument(
+        "--workers", type=int, default=None,
+        help="processes sharing the folder, each with its share of the cores (default 1; same masks, one volumes.csv)",
+    )  # fmt: skip
+    seg.add_argument(
+        "--engine", default=None, choices=list(ENGINES),
+        help="local (default): processes of this machine; ray: --workers tasks at a time on a Ray cluster",
+    )  # fmt: skip
+    seg.add_argument("--ray-address", default=None, help="--engine ray: the cluster (default: start a local one)")
     common(seg)
 
     ev = sub.add_parser("evaluate", help="segment labelled images and score them against their labels")
@@ -122,6 +132,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         model=args.model, ckpt=args.ckpt, timesteps=args.timesteps, device=args.device, roi_size=args.roi_size,
         window=args.window, neuron_kernel=args.kernel, adaptive=args.adaptive, patience=args.patience,
         tolerance=args.tolerance, amp=args.amp, localize=args.localize, qc=getattr(args, "qc", None),
+        workers=getattr(args, "workers", None), engine=getattr(args, "engine", None),
+        ray_address=getattr(args, "ray_address", None),
     )  # fmt: skip
     return args
 
@@ -137,23 +149,20 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s", stream=sys.stderr, force=True
     )
     # imported here so that `hippo-snn --help` answers at once
+    from bundle.inference.cohort import segment_cohort
     from bundle.inference.evaluate import evaluate_folder
-    from bundle.inference.segment import segment_folder
     from bundle.runtime import tune_allocator
 
     tune_allocator()
     s = args.settings
     try:
         device = s.resolved_device()
-        network, info = s.load(device)
-        inferer = s.inferer()
-        if args.command == "segment":
-            report = segment_folder(
-                args.input_dir, args.output_dir, network, inferer, info, args.overwrite, device,
-                progress=not args.quiet, amp=s.amp, localize=s.localize, qc=s.qc, log_summary=False,
-            )  # fmt: skip
+        if args.command == "segment":  # the model is loaded there: in workers, or here for one process
+            report = segment_cohort(args.input_dir, args.output_dir, s, args.overwrite, not args.quiet, False)
             print(report.line())
             return 1 if report.failed else 0
+        network, info = s.load(device)
+        inferer = s.inferer()
         summary = evaluate_folder(
             args.dataset_dir, args.output_dir, network, inferer, info, args.split, args.val_fraction, args.seed,
             args.overlays, args.overwrite, device, progress=not args.quiet, amp=s.amp, localize=s.localize,

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from bundle.errors import InputError
-from bundle.inference.catalog import MODEL_FILES, WINDOWS
+from bundle.inference.catalog import ENGINES, MODEL_FILES, WINDOWS
 from bundle.options import as_bool
 
 __all__ = ["RULES", "check_config", "check_keys", "check_values", "command_line_keys"]
@@ -121,6 +121,7 @@ RULES: dict[str, Callable[[Any], str | None]] = {
     "learning_rate": _number(0.0),
     "val_interval": _whole(1),
     "resume": _boolean,
+    "distributed": _boolean,
     "amp": _boolean,
     "activation": _choice("relu", "qcfs"),
     "levels": _whole(1),
@@ -141,6 +142,7 @@ RULES: dict[str, Callable[[Any], str | None]] = {
     "neuron_kernel": _choice("compiled", "eager"),
     "calibration_cases": _whole(1),
     # fine-tuning
+    "finetune_start": _choice("converted", "random"),
     "finetune_timesteps": _whole(1),
     "finetune_epochs": _whole(1),
     "finetune_learning_rate": _number(0.0),
@@ -177,6 +179,9 @@ RULES: dict[str, Callable[[Any], str | None]] = {
     "progress": _boolean,
     "split": _choice("all", "val", "train"),
     "overlays": _whole(0),
+    "workers": _whole(1),
+    "engine": _choice(*ENGINES),
+    "queue_size": _whole(1),
 }
 
 

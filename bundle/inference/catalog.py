@@ -6,7 +6,7 @@ the same models and windows as :mod:`bundle.inference.models` and :mod:`bundle.i
 load and run them (and import MONAI, 8 s). A new model is one entry here.
 """
 
-__all__ = ["ADAPTIVE_RULES", "CONFIDENCE_FLOORS", "DESCRIPTIONS", "KERNELS", "LOCALIZE_MODES", "MADE_BY", "MODEL_FILES", "WINDOWS"]
+__all__ = ["ADAPTIVE_RULES", "CONFIDENCE_FLOORS", "DESCRIPTIONS", "ENGINES", "KERNELS", "LOCALIZE_MODES", "MADE_BY", "MODEL_FILES", "WINDOWS"]
 
 MODEL_FILES = {
     "snn": "model_snn_finetuned.pt",
@@ -28,6 +28,8 @@ WINDOWS = ("fit", "fixed")
 LOCALIZE_MODES = ("auto", "on", "off")
 # SNN timesteps per window: "off" always T; "stable" stops a window once its class map is stable
 ADAPTIVE_RULES = ("off", "stable")
+# where a batch's workers run: processes of this machine, or a Ray cluster (bundle.inference.cohort)
+ENGINES = ("local", "ray")
 # SNN neuron step: one compiled kernel (eager where compiling fails), or op by op
 KERNELS = ("compiled", "eager")
 # below this class-map confidence (bundle.inference.confidence) a mask is flagged: the 1st percentile of the model's

@@ -35,6 +35,7 @@ __all__ = [
     "adaptive_settings",
     "describe",
     "energy_note",
+    "failure_message",
     "file_sha256",
     "kept_mask_problem",
     "model_fingerprint",
@@ -54,15 +55,18 @@ CSV_FIELDS = [
 ]  # fmt: skip
 
 
-def record_failure(row: dict, path: str | Path, error: Exception) -> None:
-    """Mark one image's row as failed with a one-line message naming the file, and log it."""
+def failure_message(path: str | Path, error: BaseException) -> str:
+    """One line naming the file and what went wrong with it."""
     if isinstance(error, InputError):
-        message = str(error)  # already names the file
-    else:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        message = f"{path}: {type(error).__name__}: {first}"
-    row.update(status="failed", message=message)
-    logger.error(f"error: {message}")
+        return str(error)  # already names the file
+    first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return f"{path}: {type(error).__name__}: {first}"
+
+
+def record_failure(row: dict, path: str | Path, error: BaseException) -> None:
+    """Mark one image's row as failed with a one-line message naming the file, and log it."""
+    row.update(status="failed", message=failure_message(path, error))
+    logger.error(f"error: {row['message']}")
 
 
 def describe(seg: Segmentation) -> dict:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bundle.errors import InputError
-from bundle.inference.catalog import ADAPTIVE_RULES, KERNELS, LOCALIZE_MODES, MODEL_FILES, WINDOWS
+from bundle.inference.catalog import ADAPTIVE_RULES, ENGINES, KERNELS, LOCALIZE_MODES, MODEL_FILES, WINDOWS
 from bundle.options import as_bool
 
 __all__ = ["SETTINGS", "InferenceSettings", "inference_settings"]
@@ -34,6 +34,11 @@ class InferenceSettings:
         localize: ``auto``, ``on`` or ``off`` (whole heads); ``qc``: QC picture per image.
         adaptive, patience, tolerance: adaptive T for SNNs (``off`` or ``stable``).
         device: ``cpu``, ``cuda``, ``cuda:N`` or None (CUDA where present).
+        workers: processes that share a batch (1: this one; each gets its share of the cores), or Ray tasks
+            at once with ``engine`` ``ray`` (:mod:`bundle.inference.cohort`); masks do not depend on it.
+        engine: ``local`` (processes on this machine) or ``ray`` (a Ray cluster: ``ray_address``, or a local
+            one when None).
+        queue_size: the MONAI Label app's requests per model, running and waiting, beyond which it answers 503.
 
     Every value is checked when the object is made; a bad one is :class:`InputError` naming the key.
     """
@@ -57,6 +62,10 @@ class InferenceSettings:
     patience: int = 1
     tolerance: float = 1e-3
     device: str | None = None
+    workers: int = 1
+    engine: str = "local"
+    ray_address: str | None = None
+    queue_size: int = 16
 
     def __post_init__(self) -> None:
         def choose(key: str, choices) -> None:
@@ -78,6 +87,9 @@ class InferenceSettings:
         choose("localize", LOCALIZE_MODES)
         choose("adaptive", ADAPTIVE_RULES)
         choose("spatial_dims", (2, 3))
+        choose("engine", ENGINES)
+        set_(self, "workers", whole("workers", 1))
+        set_(self, "queue_size", whole("queue_size", 1))
         set_(self, "timesteps", whole("timesteps", 1, optional=True))
         set_(self, "patience", whole("patience", 1))
         set_(self, "sw_batch_size", whole("sw_batch_size", 1))
@@ -95,7 +107,7 @@ class InferenceSettings:
             raise InputError(f"roi_size {list(self.roi_size)}: needs {self.spatial_dims} sizes.")
         if self.adaptive != "off" and self.multi_step:
             raise InputError("adaptive timesteps need single-step inference: set multi_step false.")
-        for key in ("models_dir", "ckpt", "device"):
+        for key in ("models_dir", "ckpt", "device", "ray_address"):
             value = getattr(self, key)
             set_(self, key, None if value in (None, "", "none", "null") else str(value))
 
