@@ -81,11 +81,12 @@ def segment_ranks(
             raise InputError(error[0])
         images, out = _quiet(prepare_folders, input_dir, output_dir)  # rank 0 logged its warnings
         mine = share(images, rank, world)
+        logger.info(f"{len(images)} image(s) over {world} ranks ({dist.get_backend()}); rank 0 writes volumes.csv")
         network, info = settings.load(device)
         model_sha = fingerprint(network, settings.inferer(), info, settings.amp, settings.localize)
         table = ResultTable(out / "volumes.csv", writer=f"rank{rank}", owner=False)
         executor = InlineExecutor(settings.segmenter(network, info, device))
-        report = run_images(mine, out, executor, table, model_sha, info, overwrite, settings.qc, progress and rank == 0)
+        report = run_images(mine, out, executor, table, model_sha, info, overwrite, settings.qc, rank == 0 and progress)
         table.close()
         rows: list = [None] * world
         dist.all_gather_object(rows, report.rows)  # also waits for every rank's last image

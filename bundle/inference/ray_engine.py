@@ -62,15 +62,20 @@ class RayExecutor:
             except Exception as e:  # noqa: BLE001 - any failure to reach the cluster is one line
                 where = f"the Ray cluster at {address}" if address else "a local Ray cluster"
                 raise InputError(f"engine ray: cannot start or join {where} ({type(e).__name__}: {e}).") from None
-        resources = ray.cluster_resources()
-        self.workers, self.slots = workers, 2 * workers
-        self.threads = threads or max(1, int(resources.get("CPU", 1)) // workers)
-        gpus = resources.get("GPU", 0) if settings.device != "cpu" else 0
-        options = {"num_cpus": self.threads, "max_calls": 0, "max_retries": 0}  # max_calls 0: the model stays loaded
-        if gpus:
-            options["num_gpus"] = min(1.0, gpus / workers)
-        self._task = ray.remote(_segment).options(**options)
-        self._settings = ray.put(settings)
+        try:
+            resources = ray.cluster_resources()
+            self.workers, self.slots = workers, 2 * workers
+            self.threads = threads or max(1, int(resources.get("CPU", 1)) // workers)
+            gpus = resources.get("GPU", 0) if settings.device != "cpu" else 0
+            options = {"num_cpus": self.threads, "max_retries": 0}
+            if gpus:
+                options["num_gpus"] = min(1.0, gpus / workers)
+            # max_calls 0: a worker process is never recycled, so the model it loaded stays loaded
+            self._task = ray.remote(max_calls=0)(_segment).options(**options)
+            self._settings = ray.put(settings)
+        except BaseException:
+            self.close()
+            raise
         logger.info(
             f"Ray: {int(resources.get('CPU', 0))} CPU(s), {gpus:g} GPU(s); {workers} task(s) at a time, "
             f"{self.threads} CPU(s) each"

@@ -190,7 +190,7 @@ def run_images(
     is decoded), marks it ``writing`` in the table before any worker may write it, gives it out, and records
     the row that comes back: workers never write the table. Images sharing a mask name go out one at a time.
     """
-    info, overwrite = info or {}, as_bool(overwrite, "overwrite")
+    info, overwrite, progress = info or {}, as_bool(overwrite, "overwrite"), as_bool(progress, "progress")
     report = Report(out)
     if not images:  # a torchrun rank with no share
         return report
