@@ -161,6 +161,7 @@ class Server:
 
 
 HEAD = "whole_head"  # a whole-head NRRD in the studies folder beside the Task04 crops
+QUEUE_SIZE = 20  # the module server's inference queue per model: the 20 concurrent requests below fit
 
 
 def _whole_head_nrrd(path: Path) -> None:
@@ -188,6 +189,7 @@ def server(task04, tmp_path_factory) -> Server:
         studies,
         log,
         *("--conf", "models", f"{SNN},ann", *SNN_CONF, "--conf", "cors_origins", ALLOWED_ORIGIN),
+        *("--conf", "queue_size", str(QUEUE_SIZE)),
         *("--host", "127.0.0.1", "--port", str(port)),
     )
     try:
@@ -429,6 +431,54 @@ def test_answers_come_as_each_inference_ends(server):
     assert r["first_s"] <= 3 * r["single_s"], r
     assert r["first_s"] < r["last_s"] / 2, r  # answers spread out, not all at the end
     assert r["info_during_queue_s"] is not None and r["info_during_queue_s"] < max(1.0, r["single_s"]), r
+
+
+def test_a_burst_past_the_queue_size_is_refused_with_503_and_retry_after(server):
+    concurrency = app_module("scripts/concurrency.py")
+    n = 2 * QUEUE_SIZE
+    r = concurrency.measure(server.url, "ann", n, timeout=300, image_ids=CASES)
+    assert r["statuses"] == [200, 503] and r["ok"] + r["refused"] == n, r
+    assert r["ok"] >= QUEUE_SIZE and r["refused"] >= 1, r  # at most QUEUE_SIZE at once; more as places free
+    assert r["retry_after_s"] and min(r["retry_after_s"]) >= 1, r
+    assert max(r["refused_latencies_s"]) < r["single_s"] + 5, r  # refused at once, not after a wait
+    status, body, headers = request_full(server.url + "/info/")
+    assert status == 200  # the server still answers
+    # one refusal, seen whole: one line naming the model and the cap
+    ids = [CASES[i % len(CASES)] for i in range(n)]
+    with ThreadPoolExecutor(max_workers=n) as pool:
+        answers = list(pool.map(lambda image: request_full(
+            f"{server.url}/infer/ann?" + urllib.parse.urlencode({"image": image, "output": "json"}), "POST"), ids))
+    refused = [(body, headers) for status, body, headers in answers if status == 503]
+    assert refused, [a[0] for a in answers]
+    detail = one_line_detail(503, refused[0][0])
+    assert "'ann' is busy" in detail and f"queue_size {QUEUE_SIZE}" in detail, detail
+    assert int(refused[0][1]["retry-after"]) >= 1
+
+
+def test_queue_is_bounded_and_first_come_first_served():
+    server = app_lib("server")
+
+    async def scenario() -> list:
+        queue, order = server.InferenceQueue(2), []
+
+        async def one(i: int) -> None:
+            refusal = queue.refusal("ann")
+            if refusal is not None:
+                order.append((i, refusal.status_code, refusal.headers["Retry-After"]))
+                return
+            async with queue:
+                order.append((i, 200))
+                await asyncio.sleep(0.01)
+
+        await asyncio.gather(*(one(i) for i in range(4)))
+        await one(4)  # the queue has drained: accepted again
+        return order
+
+    order = asyncio.run(scenario())
+    assert order == [(0, 200), (2, 503, "1"), (3, 503, "1"), (1, 200), (4, 200)]  # 1 waited its turn
+    with pytest.raises(InputError, match="queue_size"):
+        server.policy_from_conf({"queue_size": "0"})
+    assert server.policy_from_conf({}, 7).queue_size == 7 and server.policy_from_conf({"queue_size": "3"}, 7).queue_size == 3
 
 
 def _sample_path(path: str) -> str:

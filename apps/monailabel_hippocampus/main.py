@@ -46,9 +46,9 @@ class HippocampusApp(MONAILabelApp):
         conf = dict(conf or {})
         try:
             check_host(sys.argv, conf)
-            policy_from_conf(conf)  # bad conf values stop the server before the models load
-            self.choices = model_choices(conf)
             self.settings = InferenceSettings.from_config()  # the bundle's own, as hippo-snn reads it
+            policy_from_conf(conf, self.settings.queue_size)  # bad conf values stop the server before the models load
+            self.choices = model_choices(conf)
             tune_allocator()
             super().__init__(
                 app_dir=app_dir,
@@ -58,7 +58,7 @@ class HippocampusApp(MONAILabelApp):
                 description="Hippocampus head (anterior) and body (posterior) from T1 MRI with a spiking U-Net",
                 version=bundle.__version__,
             )
-            install(conf)  # the HTTP rules of lib/server.py, in the running server (no-op outside one)
+            install(conf, self.settings.queue_size)  # the HTTP rules of lib/server.py, in the running server (no-op outside one)
         except InputError as e:
             if server_host(sys.argv) is None or installed():  # not a server, or a running one (POST /reload)
                 raise

@@ -18,7 +18,9 @@ queued caller is answered only once the whole queue is done.
 - the app's own handlers for inference, label submission and image upload (:class:`HttpGuard` ``_infer``,
   ``_save_label``, ``_add_image``): parameters are checked first (HTTP 400, one line), and inference runs in a
   worker thread behind a first-come-first-served queue per model, so each caller is answered as soon as its own
-  inference is done and the server keeps answering meanwhile.
+  inference is done and the server keeps answering meanwhile. Each queue holds at most ``queue_size`` requests
+  (``configs/inference.json``, or ``--conf queue_size``); beyond that the server sheds load: HTTP 503 with a
+  ``Retry-After`` header and one line (:class:`InferenceQueue`).
 
 The middleware stack of a started Starlette app cannot take new middleware (``add_middleware`` raises), but
 the app is loaded inside the server's start-up (lifespan) event, before any HTTP request: rebuilding
@@ -30,12 +32,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import pathlib
 import re
 import shutil
 import sys
 import tempfile
+import time
 import urllib.parse
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -65,7 +69,7 @@ from bundle.errors import InputError
 from bundle.options import as_bool
 from lib.guards import image_uri, infer_params, is_loopback, parse_json_object
 
-__all__ = ["RULES", "HttpGuard", "Policy", "Rule", "classify", "install", "installed", "policy_from_conf"]
+__all__ = ["RULES", "HttpGuard", "InferenceQueue", "Policy", "Rule", "classify", "install", "installed", "policy_from_conf"]
 
 logger = logging.getLogger(__name__)
 
@@ -153,6 +157,7 @@ class Policy:
     allow_admin: bool = False
     cors_origins: tuple[str, ...] = ()
     loopback_host: bool = True
+    queue_size: int = 16  # inference requests per model, running and waiting; more get 503
 
 
 _ORIGIN = re.compile(r"^https?://[^/\s?#@]+$")
@@ -173,15 +178,64 @@ def _origins(values: Iterable[str], source: str) -> list[str]:
     return origins
 
 
-def policy_from_conf(conf: Mapping[str, str]) -> Policy:
-    """The :class:`Policy` of ``--conf`` (``allow_admin``, ``cors_origins``, ``allow_remote``); InputError if bad."""
+def policy_from_conf(conf: Mapping[str, str], queue_size: int = Policy.queue_size) -> Policy:
+    """The :class:`Policy` of ``--conf`` (``allow_admin``, ``cors_origins``, ``allow_remote``, ``queue_size``, whose
+    default is ``queue_size``: the bundle's ``configs/inference.json``); InputError if bad."""
     origins = _origins(str(conf.get("cors_origins", "")).split(","), "--conf cors_origins")
     origins += _origins(settings.MONAI_LABEL_CORS_ORIGINS or [], "MONAI_LABEL_CORS_ORIGINS")
+    size = conf.get("queue_size", queue_size)
+    try:
+        size = int(size)
+    except (TypeError, ValueError):
+        size = 0
+    if size < 1:
+        raise InputError(f"--conf queue_size {conf.get('queue_size')!r}: must be a whole number >= 1.")
     return Policy(
         allow_admin=as_bool(conf.get("allow_admin", False), "--conf allow_admin"),
         cors_origins=tuple(dict.fromkeys(origins)),
         loopback_host=not as_bool(conf.get("allow_remote", False), "--conf allow_remote"),
+        queue_size=size,
     )
+
+
+class InferenceQueue:
+    """One model's inference requests: first come, first served, at most ``size`` running and waiting.
+
+    ``async with queue:`` waits for the model (``asyncio.Lock`` wakes its waiters in order); :meth:`refusal` says
+    why a new request cannot join (the queue is full) and when to try again: the model's mean inference time so far,
+    the time before a place frees (at least 1 s). A bounded queue keeps a burst from growing memory without bound.
+    """
+
+    def __init__(self, size: int):
+        self.size, self.held, self.mean_s = size, 0, None
+        self._lock = asyncio.Lock()
+
+    def refusal(self, model: str) -> HTTPException | None:
+        if self.held < self.size:
+            return None
+        retry = max(1, math.ceil(self.mean_s or 1.0))
+        return HTTPException(
+            503,
+            f"model {model!r} is busy: {self.held} requests running or waiting (queue_size {self.size}); "
+            f"try again in {retry} s.",
+            headers={"Retry-After": str(retry)},
+        )
+
+    async def __aenter__(self) -> InferenceQueue:
+        self.held += 1
+        try:
+            await self._lock.acquire()
+        except BaseException:
+            self.held -= 1
+            raise
+        self._start = time.monotonic()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        seconds = time.monotonic() - self._start
+        self.mean_s = seconds if self.mean_s is None else 0.8 * self.mean_s + 0.2 * seconds
+        self._lock.release()
+        self.held -= 1
 
 
 def _one_line(text: object) -> str:
@@ -207,7 +261,7 @@ class HttpGuard:
 
     def __init__(self, app: ASGIApp, policy: Policy = Policy()) -> None:
         self.app, self.policy = app, policy
-        self._queues: dict[str, asyncio.Lock] = {}  # one first-come-first-served queue per model
+        self._queues: dict[str, InferenceQueue] = {}  # one bounded first-come-first-served queue per model
         self._handlers = {"infer": self._infer, "save_label": self._save_label, "add_image": self._add_image}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -303,7 +357,11 @@ class HttpGuard:
         datastore = instance.datastore()
         await run_in_threadpool(image_uri, datastore, infer_request["image"])  # 400/404 before queueing
 
-        queue = self._queues.setdefault(model, asyncio.Lock())  # asyncio.Lock wakes its waiters in order
+        queue = self._queues.setdefault(model, InferenceQueue(self.policy.queue_size))
+        refusal = queue.refusal(model)
+        if refusal is not None:
+            logger.info(f"infer {model} {infer_request['image']}: {refusal.detail}")
+            raise refusal
         async with queue:
             if await request.is_disconnected():
                 logger.info(f"infer {model} {infer_request['image']}: the client left the queue; not run.")
@@ -440,14 +498,14 @@ def _is_guard(cls: object) -> bool:
     return getattr(cls, "hippocampus_guard", False) is True
 
 
-def install(conf: Mapping[str, str]) -> Policy | None:
+def install(conf: Mapping[str, str], queue_size: int = Policy.queue_size) -> Policy | None:
     """Put :class:`HttpGuard` and the CORS policy of ``conf`` into the running MONAI Label server.
 
     Returns the policy, or None outside a ``monailabel start_server`` process (the CLI, tests). Raises
     :class:`InputError` for bad conf values, and where the server is not MONAI Label's ``monailabel.app:app``
     or its stack cannot be rebuilt (then nothing would guard it, so it must not start).
     """
-    policy = policy_from_conf(conf)
+    policy = policy_from_conf(conf, queue_size)
     module = sys.modules.get("monailabel.app")
     if module is None:
         if "start_server" in sys.argv:
@@ -479,6 +537,7 @@ def install(conf: Mapping[str, str]) -> Policy | None:
     logger.info(
         f"HTTP rules: admin endpoints {'on' if policy.allow_admin else 'off'}; CORS origins: "
         f"{', '.join(policy.cors_origins) or 'none'} (MONAI Label's 'Allow Origins' line above no longer applies); "
-        f"Host header: {'loopback names only' if policy.loopback_host else 'any'}"
+        f"Host header: {'loopback names only' if policy.loopback_host else 'any'}; inference queue: "
+        f"{policy.queue_size} request(s) per model, then 503"
     )
     return policy

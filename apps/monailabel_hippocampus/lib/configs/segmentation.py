@@ -34,6 +34,8 @@ CONF_KEYS = {
     "allow_admin": "true: also answer the admin endpoints: training, scoring, batch inference, sessions, deleting "
     "labels, editing image/label info, model file and dataset downloads, logs, reload (default: false: HTTP 403). "
     "Deleting or replacing images and replacing or deleting model files stay refused",
+    "queue_size": "inference requests per model, running and waiting, beyond which the server answers 503 with "
+    "Retry-After (default: queue_size of the bundle's configs/inference.json, 16)",
     "cors_origins": "comma-separated web origins allowed to call the server from a browser, e.g. "
     "http://localhost:3000 (default: none; never with credentials)",
 }
