@@ -156,3 +156,39 @@ def test_the_table_replays_journals_and_only_the_owner_writes_it(tmp_path):
     assert [(r["case"], r["status"]) for r in rows(tmp_path)] == [("a", "ok"), ("b", "ok")]
     assert not list(tmp_path.glob(f"{JOURNAL_PREFIX}*"))
     assert json.loads(json.dumps(read_journals(tmp_path))) == {}
+
+
+def test_a_whole_head_registers_the_same_in_any_process():
+    """ITK sums its metric over threads in no fixed order; registration runs on one thread, so a cohort's workers
+    give a whole head the mask one process gives it."""
+    import numpy as np
+    import SimpleITK as sitk
+
+    from bundle.localization import load_template
+    from bundle.localization.registration import register
+    from bundle.localization.synthetic import make_case
+
+    head = make_case(load_template().image, np.random.default_rng(3), spacing_range=(2.0, 2.0)).image
+    threads = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(2)
+    try:
+        first, second = (register(head) for _ in range(2))
+    finally:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
+    assert first.transform.GetParameters() == second.transform.GetParameters()
+    assert first.similarity == second.similarity
+
+
+@pytest.mark.slow  # about a minute: worker start-ups and a registration
+def test_the_throughput_study_runs_on_a_few_images(decathlon, tmp_path):
+    out = tmp_path / "throughput.json"
+    command = [sys.executable, str(REPO / "studies" / "cohort_throughput.py"), "--crops", str(decathlon), "--n", "2",
+               "--heads", "1", "--workers", "1", "2", "--model", "ann", "--out", str(out)]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(out.read_text())
+    for name in ("task04_crops", "whole_heads"):
+        runs = result["sets"][name]["runs"]
+        assert set(runs) == {"1", "2"} and all(r["identical_to_first"] and r["failed"] == 0 for r in runs.values())
+        assert set(runs["1"]["split_s"]) == {"read", "register", "network", "write", "other"}
+    assert result["sets"]["whole_heads"]["runs"]["2"]["projected_10000_heads_h"] > 0

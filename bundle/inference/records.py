@@ -49,7 +49,7 @@ logger = logging.getLogger("bundle.inference")
 CSV_FIELDS = [
     "case", "image", "mask", "status", "message", "flag", "anterior_mm3", "posterior_mm3", "total_ml",
     "left_anterior_mm3", "left_posterior_mm3", "left_ml", "right_anterior_mm3", "right_posterior_mm3", "right_ml",
-    "localized", "similarity", "confidence", "seconds", "read_s", "register_s", "network_s",
+    "localized", "similarity", "confidence", "seconds", "read_s", "register_s", "network_s", "write_s",
     "model", "timesteps", "mean_timesteps", "mean_firing_rate", "energy_uj", "ann_energy_uj", "energy_vs_ann",
     "windows", "window", "qc", "image_sha256", "mask_sha256", "model_sha256",
 ]  # fmt: skip
@@ -102,6 +102,7 @@ class Report:
     output_dir: Path
     rows: list[dict] = field(default_factory=list)
     table_error: str | None = None  # the last failure to write volumes.csv, if any
+    finished: list[float] = field(default_factory=list)  # time.perf_counter() as each image was recorded
 
     def count(self, status: str) -> int:
         return sum(r["status"] == status for r in self.rows)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from pathlib import Path
@@ -221,6 +222,7 @@ def run_images(
         if row["status"] == "failed" and target.exists() and row["case"] == case:
             row["message"] += f" (the mask on disk, {target.name}, is from an earlier run)"
         table.set(row["case"], row)
+        report.finished.append(time.perf_counter())
         bar.update()
 
     def decide(path: Path) -> ImageTask | None:

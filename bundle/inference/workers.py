@@ -55,10 +55,12 @@ def segment_one(segmenter: VolumeSegmenter, task: ImageTask) -> tuple[dict, bool
         readable = True
         seg = segmenter(task.path, image, time.perf_counter() - t)
         described = describe(seg)  # before writing: a failure after the write would orphan the mask
+        t = time.perf_counter()
         write_mask(seg.mask, task.target)
         row.update(described)
-        row.update(status="ok", message="", seconds=f"{time.perf_counter() - start:.2f}")
         row["mask_sha256"] = file_sha256(task.target)
+        row.update(status="ok", message="", write_s=f"{time.perf_counter() - t:.2f}")
+        row["seconds"] = f"{time.perf_counter() - start:.2f}"
         if task.qc is not None:
             try:
                 row["qc"] = str(write_qc(seg, task.qc, task.title))

@@ -33,7 +33,9 @@ which is the direction the hippocampus boxes travel):
 
 from __future__ import annotations
 
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -168,11 +170,38 @@ def similarity(moving: sitk.Image, transform: sitk.Transform, template: Template
     return float((a * b).sum() / denom) if denom > 0 else 0.0
 
 
+_ONE_THREAD = threading.Lock()
+
+
+@contextmanager
+def _one_itk_thread():
+    """ITK's filters and metrics on one thread meanwhile (one registration at a time in this process).
+
+    ITK sums the metric over its threads in no fixed order: with 2 threads two registrations of one image differ
+    (parameters at 1e-6, masks at a voxel), and ``ImageRegistrationMethod.SetNumberOfThreads(1)`` alone does not
+    change that. On one thread the same image gives the same mask in every process (a cohort's workers, torchrun
+    ranks, the Label app); on the 2-core CPU it was no slower (6.5 s against 6.7 s per head, 2026-12-07).
+    """
+    with _ONE_THREAD:
+        before = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
+        try:
+            yield
+        finally:
+            sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(before)
+
+
 def register(image: sitk.Image, template: Template | None = None, seed: int = 1) -> Registration:
     """Affine transform taking template points (LPS mm) to ``image`` points, and its similarity score.
 
-    Never raises for a poor match: check :attr:`Registration.ok` (``similarity >= MIN_SIMILARITY``).
+    Never raises for a poor match: check :attr:`Registration.ok` (``similarity >= MIN_SIMILARITY``). The same image
+    gives the same transform in any process (ITK on one thread meanwhile: :func:`_one_itk_thread`).
     """
+    with _one_itk_thread():
+        return _register(image, template, seed)
+
+
+def _register(image: sitk.Image, template: Template | None, seed: int) -> Registration:
     template = template or load_template()
     times: dict[str, float] = {}
     t = time.perf_counter()
