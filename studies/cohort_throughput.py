@@ -57,7 +57,9 @@ def whole_heads(folder: Path, n: int) -> Path:
     for i in range(n):
         case = make_case(template, np.random.default_rng(100 + i), orientation="LPS", spacing_range=(1.0, 1.0),
                          max_rotation_deg=10, max_translation_mm=15)  # fmt: skip
-        sitk.WriteImage(sitk.Cast(sitk.RescaleIntensity(case.image, 0, 1000), sitk.sitkInt16), str(folder / f"head_{i:03d}.nii.gz"))
+        sitk.WriteImage(
+            sitk.Cast(sitk.RescaleIntensity(case.image, 0, 1000), sitk.sitkInt16), str(folder / f"head_{i:03d}.nii.gz")
+        )
     return folder
 
 

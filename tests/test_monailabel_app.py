@@ -441,13 +441,12 @@ def test_a_burst_past_the_queue_size_is_refused_with_503_and_retry_after(server)
     assert r["ok"] >= QUEUE_SIZE and r["refused"] >= 1, r  # at most QUEUE_SIZE at once; more as places free
     assert r["retry_after_s"] and min(r["retry_after_s"]) >= 1, r
     assert max(r["refused_latencies_s"]) < r["single_s"] + 5, r  # refused at once, not after a wait
-    status, body, headers = request_full(server.url + "/info/")
-    assert status == 200  # the server still answers
+    assert request(server.url + "/info/")[0] == 200  # the server still answers
     # one refusal, seen whole: one line naming the model and the cap
     ids = [CASES[i % len(CASES)] for i in range(n)]
     with ThreadPoolExecutor(max_workers=n) as pool:
-        answers = list(pool.map(lambda image: request_full(
-            f"{server.url}/infer/ann?" + urllib.parse.urlencode({"image": image, "output": "json"}), "POST"), ids))
+        query = [urllib.parse.urlencode({"image": image, "output": "json"}) for image in ids]
+        answers = list(pool.map(lambda q: request_full(f"{server.url}/infer/ann?{q}", "POST"), query))
     refused = [(body, headers) for status, body, headers in answers if status == 503]
     assert refused, [a[0] for a in answers]
     detail = one_line_detail(503, refused[0][0])

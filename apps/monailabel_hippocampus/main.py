@@ -58,7 +58,8 @@ class HippocampusApp(MONAILabelApp):
                 description="Hippocampus head (anterior) and body (posterior) from T1 MRI with a spiking U-Net",
                 version=bundle.__version__,
             )
-            install(conf, self.settings.queue_size)  # the HTTP rules of lib/server.py, in the running server (no-op outside one)
+            # the HTTP rules of lib/server.py, in the running server (no-op outside one)
+            install(conf, self.settings.queue_size)
         except InputError as e:
             if server_host(sys.argv) is None or installed():  # not a server, or a running one (POST /reload)
                 raise

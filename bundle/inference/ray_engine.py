@@ -28,7 +28,9 @@ def require_ray():
     try:
         import ray
     except ImportError:
-        raise InputError('engine ray: Ray is not installed here; pip install -e ".[cohort]" (or pip install ray).') from None
+        raise InputError(
+            'engine ray: Ray is not installed here; pip install -e ".[cohort]" (or pip install ray).'
+        ) from None
     return ray
 
 
@@ -49,7 +51,9 @@ class RayExecutor:
     :meth:`close`), or the one this process already joined.
     """
 
-    def __init__(self, settings: InferenceSettings, workers: int, address: str | None = None, threads: int | None = None):
+    def __init__(
+        self, settings: InferenceSettings, workers: int, address: str | None = None, threads: int | None = None
+    ):
         ray = require_ray()
         self._started = not ray.is_initialized()
         if self._started:

@@ -69,8 +69,8 @@ __all__ = [
     "describe",
     "energy_note",
     "file_sha256",
-    "finish",
     "fingerprint",
+    "finish",
     "mask_groups",
     "metatensor",
     "model_fingerprint",
@@ -213,7 +213,8 @@ def run_images(
                 logger.warning(f"warning: {out / 'qc' / f'{case}.png'}: {row['message']}")
             logger.info(
                 f"{path.name}: anterior {float(row['anterior_mm3']):.0f} mm3, posterior "
-                f"{float(row['posterior_mm3']):.0f} mm3, {row['seconds']} s" + (f"; FLAG: {row['flag']}" if row["flag"] else "")
+                f"{float(row['posterior_mm3']):.0f} mm3, {row['seconds']} s"
+                + (f"; FLAG: {row['flag']}" if row["flag"] else "")
             )
         if row["case"] in recorded and recorded[row["case"]] != path:
             row["case"] = path.name  # e.g. two unreadable images of one name: each keeps its own CSV row

@@ -43,7 +43,7 @@ import time
 import urllib.parse
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
@@ -69,7 +69,17 @@ from bundle.errors import InputError
 from bundle.options import as_bool
 from lib.guards import image_uri, infer_params, is_loopback, parse_json_object
 
-__all__ = ["RULES", "HttpGuard", "InferenceQueue", "Policy", "Rule", "classify", "install", "installed", "policy_from_conf"]
+__all__ = [
+    "RULES",
+    "HttpGuard",
+    "InferenceQueue",
+    "Policy",
+    "Rule",
+    "classify",
+    "install",
+    "installed",
+    "policy_from_conf",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -221,7 +231,7 @@ class InferenceQueue:
             headers={"Retry-After": str(retry)},
         )
 
-    async def __aenter__(self) -> InferenceQueue:
+    async def __aenter__(self) -> Self:
         self.held += 1
         try:
             await self._lock.acquire()
