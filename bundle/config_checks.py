@@ -121,7 +121,6 @@ RULES: dict[str, Callable[[Any], str | None]] = {
     "learning_rate": _number(0.0),
     "val_interval": _whole(1),
     "resume": _boolean,
-    "distributed": _boolean,
     "amp": _boolean,
     "activation": _choice("relu", "qcfs"),
     "levels": _whole(1),
@@ -142,7 +141,6 @@ RULES: dict[str, Callable[[Any], str | None]] = {
     "neuron_kernel": _choice("compiled", "eager"),
     "calibration_cases": _whole(1),
     # fine-tuning
-    "finetune_start": _choice("converted", "random"),
     "finetune_timesteps": _whole(1),
     "finetune_epochs": _whole(1),
     "finetune_learning_rate": _number(0.0),
