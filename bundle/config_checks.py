@@ -121,6 +121,7 @@ RULES: dict[str, Callable[[Any], str | None]] = {
     "learning_rate": _number(0.0),
     "val_interval": _whole(1),
     "resume": _boolean,
+    "distributed": _boolean,
     "amp": _boolean,
     "activation": _choice("relu", "qcfs"),
     "levels": _whole(1),
@@ -141,6 +142,7 @@ RULES: dict[str, Callable[[Any], str | None]] = {
     "neuron_kernel": _choice("compiled", "eager"),
     "calibration_cases": _whole(1),
     # fine-tuning
+    "finetune_start": _choice("converted", "random"),
     "finetune_timesteps": _whole(1),
     "finetune_epochs": _whole(1),
     "finetune_learning_rate": _number(0.0),
@@ -270,6 +272,8 @@ def _accepted(key: str, known: Mapping[str, Any]) -> bool:
     value = known.get(parent)
     if not (isinstance(value, dict) and "_target_" in value):
         return False
+    if last in value:  # one of its arguments
+        return True
     # a new argument of a known component is allowed, unless it looks like a typo of one it has
     return not difflib.get_close_matches(last, [k for k in value if k not in _SPECIAL], n=1, cutoff=0.8)
 

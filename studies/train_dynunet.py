@@ -68,12 +68,9 @@ def main() -> int:
         resume=args.resume.lower() == "true",
     )
     workflow.parser["network_def"] = dynunet(args.filters)
+    workflow.parser["context#network_factory"] = {**dynunet(args.filters), "_mode_": "callable"}
     # validation windows fitted to DynUNet's own divisor (train.json derives it from `channels`, ours)
-    divisor = 2 ** (len(args.filters) - 1)
-    workflow.parser["inferer"] = (
-        f"$bundle.inference.inferers.make_inferer(@spatial_dims, @roi_size, window=@window, divisor={divisor})"
-    )
-    workflow.parser["train#recipe#network"] = f"DynUNet {args.filters}"
+    workflow.parser["context#divisor"] = 2 ** (len(args.filters) - 1)
     start = time.perf_counter()
     workflow.initialize()
     workflow.run()

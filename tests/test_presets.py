@@ -21,7 +21,7 @@ def parsed(*configs: str, **overrides) -> ConfigParser:
     ],
 )
 def test_patch_size_per_preset(configs, dims, patch):
-    assert parsed(*configs, spatial_dims=dims).get_parsed_content("patch_size") == patch
+    assert parsed(*configs, spatial_dims=dims).get_parsed_content("context#settings").patch_size == patch
 
 
 def test_quick_preset_is_short_and_keeps_the_weight_average_off():

@@ -1,10 +1,7 @@
-"""The refine round's wiring: where stage 3 writes when a round follows, and what the round is given."""
+"""The refine round's wiring: a second instance of the fine-tuning stage, with stage 3's settings and its own."""
 
-import torch
 from conftest import REPO
 from monai.bundle import ConfigParser
-
-from bundle.training.refine import round_overrides
 
 
 def parsed(**overrides) -> ConfigParser:
@@ -19,18 +16,20 @@ def test_stage_3_writes_round_1_when_a_refine_round_follows_and_the_final_model_
     assert on.get_parsed_content("refine_epochs") > 0  # the default: the shipped T=3 model is a refined one
     assert on.get_parsed_content("snn_round1_ckpt") == "/o/models/model_snn_finetuned_round1.pt"
     assert on.get_parsed_content("snn_finetuned_ckpt") == "/o/models/model_snn_finetuned.pt"
+    finetune, refine = on.get_parsed_content("finetune"), on.get_parsed_content("refine")
+    assert finetune.out_ckpt == refine.start_ckpt == "/o/models/model_snn_finetuned_round1.pt"
+    assert refine.out_ckpt == "/o/models/model_snn_finetuned.pt"
+    assert finetune.context is refine.context  # one run: its data and records are shared, not re-parsed
     off = parsed(refine_epochs=0)
     assert off.get_parsed_content("snn_round1_ckpt") == "/o/models/model_snn_finetuned.pt"
+    assert off.get_parsed_content("finetune").out_ckpt == "/o/models/model_snn_finetuned.pt"
 
 
-def test_the_round_inherits_the_runs_values_and_gets_its_own_settings():
-    values = {"seed": 3, "device": torch.device("cpu"), "finetune_timesteps": 4, "refine_epochs": 6, "amp": True}
-    got = round_overrides(
-        values, {"output_dir": "/o"}, epochs=6, timesteps=3, learning_rate=1e-4, lr_schedule="cosine",
-        start_ckpt="/o/models/r1.pt", out_ckpt="/o/models/final.pt",
-    )  # fmt: skip
-    assert got["seed"] == 3 and got["amp"] is True and got["output_dir"] == "/o"
-    assert got["device"] == "cpu"  # a config override takes the string
-    assert got["finetune_timesteps"] == 3 and got["finetune_epochs"] == 6 and got["finetune_learning_rate"] == 1e-4
-    assert got["snn_converted_ckpt"] == "/o/models/r1.pt" and got["snn_finetuned_ckpt"] == "/o/models/final.pt"
-    assert got["finetune_name"] == "refine" and got["refine_epochs"] == 0  # a round does not refine again
+def test_the_round_inherits_stage_3s_settings_and_gets_its_own():
+    p = parsed(finetune_ema_decay=0.5, finetune_loss="dice_ce", refine_timesteps=2, refine_epochs=4)
+    stage3, round2 = p.get_parsed_content("finetune#settings"), p.get_parsed_content("refine#settings")
+    assert round2.ema_decay == stage3.ema_decay == 0.5 and round2.loss == stage3.loss == "dice_ce"
+    assert (round2.timesteps, round2.epochs, round2.lr_schedule) == (2, 4, "cosine")
+    assert (stage3.timesteps, stage3.epochs, stage3.lr_schedule) == (4, 9, "restart")
+    # each checked under its own keys
+    assert round2.config_values()["refine_timesteps"] == 2 and stage3.config_values()["finetune_timesteps"] == 4

@@ -299,8 +299,8 @@ VALID = {"epochs": 60, "finetune_timesteps": 4, "val_fraction": 0.2, "neuron": "
     [
         (["run", "training", "--finetune_epoch", "2"], {}, "--finetune_epoch: not a key of this bundle's configs "
          "(did you mean 'finetune_epochs'?)"),
-        (["run", "training", "--train#dataloader#batchsize", "2"], {}, "--train#dataloader#batchsize: not a key of "
-         "this bundle's configs (did you mean 'train#dataloader#batch_size'?)"),
+        (["run", "training", "--network_def#chanels", "[4,8]"], {}, "--network_def#chanels: not a key of "
+         "this bundle's configs (did you mean 'network_def#channels'?)"),
         ([], {"epochs": -1}, "epochs: -1 is not allowed; it must be a whole number >= 1."),
         ([], {"finetune_timesteps": 0}, "finetune_timesteps: 0 is not allowed; it must be a whole number >= 1."),
         ([], {"val_fraction": 1.0}, "val_fraction: 1.0 is not allowed; it must be a number in (0.0, 1.0)."),
@@ -312,7 +312,7 @@ VALID = {"epochs": 60, "finetune_timesteps": 4, "val_fraction": 0.2, "neuron": "
 def test_config_check_names_the_key_and_the_rule(argv, values, message):
     from bundle.config_checks import check_config
 
-    check_config(str(REPO), VALID, ["run", "training", "--train#dataloader#persistent_workers", "true"])  # fine
+    check_config(str(REPO), VALID, ["run", "training", "--network_def#levels", "3"])  # fine
     with pytest.raises(SystemExit) as e:
         check_config(str(REPO), {**VALID, **values}, argv)
     assert str(e.value).startswith(f"error: {message}")

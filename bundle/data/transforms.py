@@ -37,6 +37,8 @@ RAS_LABELS = (("L", "R"), ("P", "A"), ("I", "S"))
 # a whole Task04 crop); 2D is one R-A slice.
 PATCH_SIZE = {3: (40, 56, 40), 2: (48, 64)}
 ROI_SIZE = {3: (48, 64, 48), 2: (48, 64)}
+# the quick preset's cheaper patch (0.8.0's default)
+SMALL_PATCH_SIZE = {3: (32, 48, 32), 2: (48, 64)}
 
 
 def preprocessing(
