@@ -1,6 +1,6 @@
 """``hippo-snn``: the bundle's inference as a console command (the same code as configs/inference.json).
 
-    hippo-snn segment IN OUT [--model snn|snn_t2|snn_converted|ann] [--timesteps T] [--overwrite] [--device cpu]
+    hippo-snn segment IN OUT [--model snn|snn_t2|snn_converted|ann|ann_int8] [--timesteps T] [--overwrite] [--device cpu]
     hippo-snn segment IN OUT --workers N [--engine ray [--ray-address ADDR]]   (a cohort: N workers, one volumes.csv)
     hippo-snn evaluate DATASET OUT [--split all|val|train] [--overlays N] ...
     ... --adaptive stable [--patience N] [--tolerance F]   (SNN: stop each window once its class map is stable)
@@ -30,7 +30,8 @@ def _parser() -> argparse.ArgumentParser:
         q.add_argument(
             "--model", default=None, choices=list(MODEL_FILES),
             help="snn: the fine-tuned SNN at T=3 (default); snn_t2: fine-tuned for T=2 (3/4 of its energy, -0.007 Dice); "
-            "snn_converted: converted, not fine-tuned (T=16); ann: the U-Net it came from",
+            "snn_converted: converted, not fine-tuned (T=16); ann: the U-Net it came from; ann_int8: that U-Net in "
+            "INT8 (CPU only), the fair energy baseline",
         )  # fmt: skip
         q.add_argument("--ckpt", default=None, help="checkpoint file instead of the shipped one in models/")
         q.add_argument("--timesteps", type=int, default=None, help="SNN timesteps (default: the model's own)")
@@ -104,7 +105,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _energy(summary: dict) -> str:
-    """``", energy ... uJ/volume vs the ANN's ... uJ on the same N window(s) of ..."`` from an evaluation summary."""
+    """``", energy ... uJ/volume (compute only; ANN ...); with memory traffic SRAM ... / DRAM ... (INT8 ANN ...); N
+    window(s) of ..."`` from an evaluation summary: both energy accounts (:mod:`bundle.spiking.energy`)."""
 
     def mean(key: str):
         value = summary.get(key)
@@ -115,9 +117,18 @@ def _energy(summary: dict) -> str:
         return ""
     steps = f", mean T {mean('mean_timesteps'):.2f}" if mean("mean_timesteps") is not None else ""
     shapes = ", ".join(summary.get("window") or []) or "?"
+    memory = ""
+    sram, dram, int8_sram, int8_dram = (
+        mean(k) for k in ("energy_sram_uj", "energy_dram_uj", "int8_energy_sram_uj", "int8_energy_dram_uj")
+    )
+    if None not in (sram, dram) and int8_sram and int8_dram:
+        memory = (
+            f"; with memory traffic SRAM {sram:.0f} / DRAM {dram:.0f} uJ/volume (INT8 ANN {int8_sram:.0f} / "
+            f"{int8_dram:.0f} uJ, ratio {sram / int8_sram:.2f} / {dram / int8_dram:.2f})"
+        )
     return (
-        f", energy {energy:.0f} uJ/volume{steps} (ANN on the same input {ann:.0f} uJ, ratio {energy / ann:.3f}; "
-        f"{windows:g} window(s) of {shapes} per volume)"
+        f", energy {energy:.0f} uJ/volume{steps} (compute only; ANN on the same input {ann:.0f} uJ, ratio "
+        f"{energy / ann:.3f}){memory}; {windows:g} window(s) of {shapes} per volume"
     )
 
 

@@ -57,6 +57,11 @@ METRIC_FIELDS = (
         "energy_uj",
         "ann_energy_uj",
         "energy_vs_ann",
+        "energy_sram_uj",
+        "energy_dram_uj",
+        "int8_energy_uj",
+        "int8_energy_sram_uj",
+        "int8_energy_dram_uj",
         "windows",
         "window",
     ]

@@ -1,5 +1,5 @@
 """The shipped models by name: the fine-tuned SNN at T=3 (default), a sibling fine-tuned for T=2 (``snn_t2``:
-less energy, a little less Dice), the converted SNN, and the ANN.
+less energy, a little less Dice), the converted SNN, the ANN, and the ANN quantised to INT8 (``ann_int8``, CPU).
 
 Every model comes back as MONAI sees a network: image ``[B, 1, *spatial]`` in, class scores out.
 """
@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from bundle.errors import InputError
-from bundle.inference.catalog import CONFIDENCE_FLOORS, MADE_BY, MODEL_FILES
+from bundle.inference.catalog import CONFIDENCE_FLOORS, CPU_ONLY, MADE_BY, MODEL_FILES
 from bundle.networks import ConvertibleUNet
 from bundle.networks.checkpoint import input_record, load_weights
 from bundle.spiking.checkpoint import build, read
@@ -21,6 +21,20 @@ from bundle.spiking.segmenter import SpikingSegmenter
 
 __all__ = ["MODEL_FILES", "check_device", "load_model"]
 
+
+def _load_int8(path: Path) -> tuple[nn.Module, dict]:
+    """The INT8 ANN of ``path`` (a file of :func:`bundle.networks.quantized.save_int8`) and its info."""
+    from bundle.networks.quantized import load_int8
+
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        network = load_int8(saved)
+    except (pickle.UnpicklingError, EOFError, KeyError, RuntimeError, TypeError) as e:
+        raise InputError(f"{path}: not an INT8 checkpoint of this bundle ({type(e).__name__}); "
+                         "make one with scripts/quantize_ann.py.") from None  # fmt: skip
+    info = {"model": "ann_int8", "checkpoint": str(path), "timesteps": 0, "neuron": "relu", "precision": "int8",
+            **input_record(saved), "confidence_floor": CONFIDENCE_FLOORS["ann_int8"]}  # fmt: skip
+    return network, info
 
 
 def check_device(device: torch.device | str) -> torch.device:
@@ -50,7 +64,8 @@ def load_model(
     patience: int = 1,
     tolerance: float = 1e-3,
 ) -> tuple[nn.Module, dict]:
-    """Load ``model`` (``"snn"``, ``"snn_t2"``, ``"snn_converted"`` or ``"ann"``) in eval mode, and describe it.
+    """Load ``model`` (``"snn"``, ``"snn_t2"``, ``"snn_converted"``, ``"ann"`` or ``"ann_int8"``) in eval mode, and
+    describe it.
 
     ``ckpt`` overrides the file in ``models_dir``; ``timesteps`` overrides the SNN's trained T.
     ``spatial_dims``/``channels`` describe the ANN only (SNN checkpoints record their own).
@@ -66,13 +81,18 @@ def load_model(
     InferenceSettings(model=model, timesteps=timesteps, neuron_kernel=kernel, multi_step=multi_step,
                       adaptive=adaptive, patience=patience, tolerance=tolerance)  # fmt: skip
     check_device(device)
+    if model in CPU_ONLY and torch.device(device).type != "cpu":
+        raise InputError(f"{model}: runs on the CPU only (PyTorch's quantized kernels); use --device cpu.")
     if ckpt is None and models_dir is None:
         from bundle.resources import models_dir as shipped  # the one models folder: a checkout's or a wheel's
 
         models_dir = shipped()
     path = Path(ckpt) if ckpt else Path(models_dir) / MODEL_FILES[model]
     if not path.is_file():
-        raise InputError(f"{path}: not found; run the '{MADE_BY[model]}' stage first (or pass its path).")
+        maker = MADE_BY[model] if MADE_BY[model].endswith(".py") else f"the '{MADE_BY[model]}' stage"
+        raise InputError(f"{path}: not found; run {maker} first (or pass its path).")
+    if model == "ann_int8":
+        return _load_int8(path)
     if model == "ann":
         try:
             saved = torch.load(path, map_location=device, weights_only=True)  # read once: weights and input record

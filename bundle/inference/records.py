@@ -4,8 +4,10 @@ existing mask may be kept, and the run's :class:`Report`.
 ``volumes.csv`` holds one row per image: anterior (head) and posterior (body and tail) hippocampus volumes
 in mm^3 (per side for whole heads), flags, the time taken, the estimated energy of that inference for every
 model (:meth:`bundle.spiking.activity.ActivityMonitor.totals`: what the network computed on the windows the
-inferer ran), the ANN's energy on the same windows and the ratio of the two, for SNN models the timesteps
-run per window and the mean firing rate, and the SHA-256 of the input image, of the mask and of the model.
+inferer ran) in two accounts: compute only (``energy_uj``; the FP32 ANN's on the same windows and the ratio of
+the two) and compute plus memory traffic (``energy_sram_uj``, ``energy_dram_uj``), with the INT8 ANN's on the
+same windows in all three (``int8_*``; :mod:`bundle.spiking.energy`), for SNN models the timesteps run per window
+and the mean firing rate, and the SHA-256 of the input image, of the mask and of the model.
 A rerun keeps an existing mask only when all three still match: a file that merely has a mask's name, a
 mask of an earlier version of the image, of another model, or edited since, is never taken as done.
 """
@@ -38,6 +40,7 @@ __all__ = [
     "failure_message",
     "file_sha256",
     "kept_mask_problem",
+    "memory_note",
     "model_fingerprint",
     "read_table",
     "record_failure",
@@ -51,7 +54,7 @@ CSV_FIELDS = [
     "left_anterior_mm3", "left_posterior_mm3", "left_ml", "right_anterior_mm3", "right_posterior_mm3", "right_ml",
     "localized", "similarity", "confidence", "seconds", "read_s", "register_s", "network_s", "write_s",
     "model", "timesteps", "mean_timesteps", "mean_firing_rate", "energy_uj", "ann_energy_uj", "energy_vs_ann",
-    "windows", "window", "qc", "image_sha256", "mask_sha256", "model_sha256",
+    "energy_sram_uj", "energy_dram_uj", "int8_energy_uj", "int8_energy_sram_uj", "int8_energy_dram_uj", "windows", "window", "qc", "image_sha256", "mask_sha256", "model_sha256",
 ]  # fmt: skip
 
 
@@ -137,8 +140,21 @@ def energy_note(rows: list[dict]) -> str:
     steps = [float(r["mean_timesteps"]) for r in rows if r.get("mean_timesteps", "") != ""]
     mean_t = f", mean T {np.mean(steps):.2f}" if steps else ""
     return (
-        f", energy {energy:.0f} uJ per image{mean_t} (ANN on the same windows {ann:.0f} uJ: ratio {energy / ann:.3f}; "
-        f"{windows:g} window(s) of {', '.join(shapes) or '?'} per image)"
+        f", energy {energy:.0f} uJ per image{mean_t} (compute only; ANN on the same windows {ann:.0f} uJ: ratio "
+        f"{energy / ann:.3f}){memory_note(rows)}; {windows:g} window(s) of {', '.join(shapes) or '?'} per image"
+    )
+
+
+def memory_note(rows: list[dict]) -> str:
+    """``"; with memory traffic SRAM ... / DRAM ... uJ (INT8 ANN ... / ... uJ)"`` (means of the rows), or ``""``."""
+    keys = ("energy_sram_uj", "energy_dram_uj", "int8_energy_sram_uj", "int8_energy_dram_uj")
+    rows = [r for r in rows if all(r.get(k, "") not in ("", None) for k in keys)]
+    if not rows:
+        return ""
+    sram, dram, int8_sram, int8_dram = (float(np.mean([float(r[k]) for r in rows])) for k in keys)
+    return (
+        f"; with memory traffic SRAM {sram:.0f} / DRAM {dram:.0f} uJ "
+        f"(INT8 ANN on the same windows {int8_sram:.0f} / {int8_dram:.0f} uJ: ratio {sram / int8_sram:.2f} / {dram / int8_dram:.2f})"
     )
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bundle.errors import InputError
-from bundle.inference.catalog import ADAPTIVE_RULES, ENGINES, KERNELS, LOCALIZE_MODES, MODEL_FILES, WINDOWS
+from bundle.inference.catalog import ADAPTIVE_RULES, CPU_ONLY, ENGINES, KERNELS, LOCALIZE_MODES, MODEL_FILES, WINDOWS
 from bundle.options import as_bool
 
 __all__ = ["SETTINGS", "InferenceSettings", "inference_settings"]
@@ -124,12 +124,13 @@ class InferenceSettings:
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
     def resolved_device(self):
-        """The torch device: ``device``, or CUDA where present, else the CPU; checked to exist."""
+        """The torch device: ``device``, or CUDA where present (not for a CPU-only model), else the CPU; checked."""
         import torch
 
         from bundle.inference.models import check_device
 
-        return check_device(self.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        gpu = torch.cuda.is_available() and self.model not in CPU_ONLY
+        return check_device(self.device or ("cuda" if gpu else "cpu"))
 
     def load(self, device=None):
         """``(network, info)`` of :func:`bundle.inference.models.load_model` for these settings."""

@@ -49,7 +49,9 @@ __all__ = [
 logger = logging.getLogger("bundle.inference")
 
 LABELS = {1: "anterior", 2: "posterior"}
-# the energy account of every model (see ActivityMonitor.totals); SNNs add mean_timesteps, mean_firing_rate
+# the energy accounts of every model (see ActivityMonitor.totals): compute only (energy_uj, the FP32 ANN's on the same
+# windows, their ratio), compute + memory traffic in SRAM and DRAM, and the INT8 ANN's on the same windows in all
+# three (bundle.spiking.energy); SNNs add mean_timesteps, mean_firing_rate
 ACTIVITY_FIELDS = (
     "windows",
     "window",
@@ -58,6 +60,11 @@ ACTIVITY_FIELDS = (
     "energy_uj",
     "ann_energy_uj",
     "energy_vs_ann",
+    "energy_sram_uj",
+    "energy_dram_uj",
+    "int8_energy_uj",
+    "int8_energy_sram_uj",
+    "int8_energy_dram_uj",
 )
 
 
