@@ -33,10 +33,10 @@ class Hand(nn.Module):
         return self.head(self.stem(x))
 
 
-def window(ones: int) -> torch.Tensor:
-    """One 2x2x2 window with ``ones`` voxels at 1.0 and the rest 0."""
+def window(ones: int, value: float = 1.0) -> torch.Tensor:
+    """One 2x2x2 window with ``ones`` voxels at ``value`` and the rest 0."""
     x = torch.zeros(1, 1, 2, 2, 2)
-    x.view(-1)[:ones] = 1.0
+    x.view(-1)[:ones] = value
     return x
 
 
