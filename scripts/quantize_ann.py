@@ -6,6 +6,7 @@ inference tiles them (:class:`bundle.inference.inferers.FittedWindowInferer`). R
 ``models/model_ann.pt`` changes (the INT8 file records the SHA-256 of the ANN it was made from).
 
     .venv/bin/python scripts/quantize_ann.py [--dataset_dir ../shared/data/Task04_Hippocampus] [--cases 24]
+    .venv/bin/python scripts/quantize_ann.py --weight-bits 4     # 4-bit weights: runs/model_ann_int8_w4.pt
 """
 
 from __future__ import annotations
@@ -51,20 +52,24 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dataset_dir", type=Path, default=ROOT.parent / "shared" / "data" / "Task04_Hippocampus")
     p.add_argument("--ann", type=Path, default=ROOT / "models" / "model_ann.pt")
-    p.add_argument("--out", type=Path, default=ROOT / "models" / "model_ann_int8.pt")
+    p.add_argument("--out", type=Path, default=None, help="default models/model_ann_int8.pt (8-bit weights)")
+    p.add_argument("--weight-bits", type=int, default=8, help="8 (default) or fewer: weights only, activations 8 bits")
     p.add_argument("--cases", type=int, default=24, help="training cases whose windows calibrate (default 24)")
     args = p.parse_args()
+    if args.out is None:
+        suffix = "" if args.weight_bits == 8 else f"_w{args.weight_bits}"
+        args.out = ROOT / ("models" if not suffix else "runs") / f"model_ann_int8{suffix}.pt"
 
     settings = InferenceSettings.from_config(model="ann", ckpt=str(args.ann), device="cpu")
     ann, info = settings.load()
     windows = calibration_windows(args.dataset_dir, args.cases, settings, info)
     start = time.perf_counter()
-    model = quantize(ann, windows)
+    model = quantize(ann, windows, weight_bits=args.weight_bits)
     record = {"standardization": info["standardization"]}
     save_int8(model, args.out, ann, record, source=args.ann.name, source_sha256=file_sha256(args.ann),
               calibration=f"{len(windows)} windows of {args.cases} training cases (split_seed 0), "
               f"{args.dataset_dir.name}")  # fmt: skip
-    print(f"{args.out}: INT8 ANN from {args.ann.name}, calibrated on {len(windows)} windows in "
+    print(f"{args.out}: INT8 ANN ({args.weight_bits}-bit weights) from {args.ann.name}, calibrated on {len(windows)} windows in "
           f"{time.perf_counter() - start:.0f} s")  # fmt: skip
 
 

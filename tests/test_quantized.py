@@ -65,3 +65,21 @@ def test_shipped_int8_masks_agree_with_the_fp32_ann(task04):
         a, q = masks["ann"] == k, masks["ann_int8"] == k
         dice = 2 * float((a & q).sum()) / float(a.sum() + q.sum())
         assert dice >= 0.97, (k, dice)
+
+
+def test_four_bit_weights_stay_in_range_and_move_half_the_weight_bits(pair, tmp_path):
+    ann, int8, x = pair
+    w4 = quantize(ann, [x[:1], x[1:]], weight_bits=4)
+    convs = [m for m in w4.modules() if hasattr(m, "weight") and callable(m.weight)]
+    assert convs and all(m.weight().int_repr().abs().max() <= 7 for m in convs)
+    saved = torch.load(save_int8(w4, tmp_path / "w4.pt", ann, {}), weights_only=True)
+    assert saved["quantization"]["weight_bits"] == 4 and load_int8(saved).weight_bits == 4
+    totals = {}
+    for name, net in (("int8", int8), ("w4", w4)):
+        with ActivityMonitor(net) as monitor, torch.no_grad():
+            net(x)
+        totals[name] = monitor.totals()
+    assert totals["w4"]["energy_uj"] == pytest.approx(totals["int8"]["energy_uj"])  # same MACs
+    weights = sum(m.weight().numel() for m in convs) * 2  # bits saved per window: 8 -> 4 for every weight, 2 windows
+    saved_bits = (totals["int8"]["traffic_mbit"] - totals["w4"]["traffic_mbit"]) * 1e6
+    assert saved_bits == pytest.approx(weights * 4)

@@ -39,22 +39,47 @@ def _quiet():
         yield
 
 
-def _prepare(ann: nn.Module, backend: str):
-    from torch.ao.quantization import get_default_qconfig_mapping
+def _mapping(backend: str, weight_bits: int):
+    """PyTorch's default mapping for ``backend``; below 8 bits, its weight observers restricted to the symmetric
+    range +-(2**(bits-1) - 1) (4 bits: integers -7..7 in the INT8 container the kernels take)."""
+    from torch.ao.quantization import QConfig, get_default_qconfig_mapping
+    from torch.ao.quantization.observer import MinMaxObserver, PerChannelMinMaxObserver
+
+    mapping = get_default_qconfig_mapping(backend)
+    if weight_bits == 8:
+        return mapping
+    if not 2 <= int(weight_bits) < 8:
+        raise ValueError(f"weight_bits must be 2-8 but is {weight_bits!r}.")
+    top = 2 ** (int(weight_bits) - 1) - 1
+    activation = mapping.global_qconfig.activation
+    mapping.set_global(QConfig(activation, PerChannelMinMaxObserver.with_args(
+        dtype=torch.qint8, qscheme=torch.per_channel_symmetric, quant_min=-top, quant_max=top)))  # fmt: skip
+    transposed = QConfig(activation, MinMaxObserver.with_args(
+        dtype=torch.qint8, qscheme=torch.per_tensor_symmetric, quant_min=-top, quant_max=top))  # fmt: skip
+    for kind in (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d):
+        mapping.set_object_type(kind, transposed)
+    return mapping
+
+
+def _prepare(ann: nn.Module, backend: str, weight_bits: int = 8):
     from torch.ao.quantization.quantize_fx import prepare_fx
 
     torch.backends.quantized.engine = backend
     shape = (1, 1, *([divisor(ann.channels)] * ann.spatial_dims))
-    return prepare_fx(copy.deepcopy(ann).cpu().eval(), get_default_qconfig_mapping(backend), (torch.zeros(shape),))
+    mapping = _mapping(backend, weight_bits)
+    return prepare_fx(copy.deepcopy(ann).cpu().eval(), mapping, (torch.zeros(shape),))
 
 
-def quantize(ann: ConvertibleUNet, calibration: Iterable[torch.Tensor], backend: str = BACKEND) -> nn.Module:
+def quantize(
+    ann: ConvertibleUNet, calibration: Iterable[torch.Tensor], backend: str = BACKEND, weight_bits: int = 8
+) -> nn.Module:
     """``ann`` (unchanged) as an INT8 network, its activation ranges observed on ``calibration``.
 
     Args:
         ann: a trained :class:`ConvertibleUNet` (ReLU activations).
         calibration: image windows ``[B, 1, *spatial]``, pre-processed as the ANN's input (e.g. training windows).
         backend: the quantized engine, ``"x86"`` (default) or ``"fbgemm"``/``"onednn"``.
+        weight_bits: 8 (default), or fewer: weights rounded to that many bits (symmetric), activations still 8.
 
     Returns a ``torch.fx.GraphModule`` in eval mode on the CPU: ``[B, 1, *spatial]`` float in, class scores out.
     """
@@ -63,7 +88,7 @@ def quantize(ann: ConvertibleUNet, calibration: Iterable[torch.Tensor], backend:
     if getattr(ann, "activation", "relu") != "relu":
         raise ValueError(f"quantize needs a ReLU U-Net but this one has activation {ann.activation!r}.")
     with _quiet():
-        prepared = _prepare(ann, backend)
+        prepared = _prepare(ann, backend, weight_bits)
         seen = 0
         with torch.no_grad():
             for x in calibration:
@@ -71,7 +96,9 @@ def quantize(ann: ConvertibleUNet, calibration: Iterable[torch.Tensor], backend:
                 seen += 1
         if not seen:
             raise ValueError("quantize needs at least one calibration window.")
-        return convert_fx(prepared).eval()
+        model = convert_fx(prepared).eval()
+    model.weight_bits = int(weight_bits)  # read by the energy account (bundle.spiking.activity)
+    return model
 
 
 def build_int8(spatial_dims: int = 3, channels: Sequence[int] = (16, 32, 64, 128), backend: str = BACKEND) -> nn.Module:
@@ -91,7 +118,8 @@ def save_int8(model: nn.Module, path: str | Path, ann: ConvertibleUNet, record: 
     (e.g. the source checkpoint's SHA-256, the calibration windows)."""
     path = Path(path)
     quantization = {"backend": torch.backends.quantized.engine, "spatial_dims": ann.spatial_dims,
-                    "channels": list(ann.channels), **provenance}  # fmt: skip
+                    "channels": list(ann.channels), "weight_bits": getattr(model, "weight_bits", 8),
+                    **provenance}  # fmt: skip
     torch.save({"model": model.state_dict(), "input": record, "quantization": quantization}, path)
     return path
 
@@ -101,4 +129,5 @@ def load_int8(saved: dict) -> nn.Module:
     q = saved["quantization"]
     model = build_int8(int(q["spatial_dims"]), tuple(q["channels"]), q.get("backend", BACKEND))
     model.load_state_dict(saved["model"])
+    model.weight_bits = int(q.get("weight_bits", 8))
     return model.eval()

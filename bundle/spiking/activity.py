@@ -106,7 +106,9 @@ class ActivityMonitor:
             self.segmenter = next((m for m in network.modules() if isinstance(m, SpikingSegmenter)), None)
         self.hooked = self.segmenter.snn if self.segmenter is not None else network
         self.spiking = any(isinstance(m, _NEURONS) for m in self.hooked.modules())
-        self.precision = "int8" if any(isinstance(m, _QUANTIZED) for m in self.hooked.modules()) else "fp32"
+        self.precision = "fp32"
+        if any(isinstance(m, _QUANTIZED) for m in self.hooked.modules()):  # bundle.networks.quantized sets weight_bits
+            self.precision = "int8w4" if getattr(self.hooked, "weight_bits", 8) <= 4 else "int8"
         convs = [(n, m) for n, m in self.hooked.named_modules() if isinstance(m, _CONVS)]
         self._entry = next((n for n, _ in convs if _is_stem(n)), convs[0][0] if convs else None)
         self.spikes: dict[str, float] = defaultdict(float)

@@ -21,7 +21,8 @@ Dampfhoffer et al. (IEEE TETCI 2023), with these assumptions (one line each):
 * every layer runs over the whole window before the next (layer by layer; an SNN step by step);
 * weights are fetched once per layer per window (ANN) and once per layer per window per step (SNN: the
   step-by-step schedule our SNN runs; weight-stationary over T would need T spike maps stored);
-* the ANN reads each layer's input feature map once and writes its output once (``act_bits``: 32 FP32, 8 INT8);
+* the ANN reads each layer's input feature map once and writes its output once (32 bits FP32, 8 bits INT8;
+  weights 32, 8, or 4 bits for the INT8 network with 4-bit weights, ``int8w4``);
 * an SNN neuron's membrane potential (``MEMBRANE_BITS`` = 32, the float32 state the bundle keeps) is read and
   written once per step, whether it fires or not (time-stepped update: integrate, compare, reset); the
   readout layer's accumulator likewise; synaptic accumulation itself is in the AC's energy;
@@ -50,6 +51,7 @@ __all__ = [
     "E_SRAM_BIT",
     "MEMBRANE_BITS",
     "MEMORIES",
+    "WEIGHT_BITS",
     "LayerCounts",
     "accounts",
     "event_bits",
@@ -62,8 +64,11 @@ E_MAC_INT8 = 0.3  # pJ, 8-bit multiply + 32-bit accumulate (Horowitz 2014)
 E_SRAM_BIT = 10.0 / 64  # pJ per bit, 8 KB SRAM (Horowitz 2014; Han et al. 2016: 5 pJ / 32 bits)
 E_DRAM_BIT = 640.0 / 32  # pJ per bit, DRAM (Han et al. 2016, from Horowitz 2014)
 MEMBRANE_BITS = 32  # the SNN's float32 membrane potential
-E_MAC = {"fp32": E_MAC_FP32, "int8": E_MAC_INT8}  # pJ per MAC by precision
-ACT_BITS = {"fp32": 32, "int8": 8}  # bits per weight and per activation by precision
+# by precision: pJ per MAC, bits per weight, bits per activation ("int8w4": 4-bit weights, 8-bit activations, its MAC
+# counted as an INT8 MAC: no 4x8-bit figure in the source)
+E_MAC = {"fp32": E_MAC_FP32, "int8": E_MAC_INT8, "int8w4": E_MAC_INT8}
+WEIGHT_BITS = {"fp32": 32, "int8": 8, "int8w4": 4}
+ACT_BITS = {"fp32": 32, "int8": 8, "int8w4": 8}
 MEMORIES = {"sram": E_SRAM_BIT, "dram": E_DRAM_BIT}  # pJ per bit by memory variant
 
 
@@ -98,15 +103,16 @@ def event_bits(elements: int) -> int:
     return ceil(log2(max(int(elements), 2))) + 1
 
 
-def _dense_bits(layer: LayerCounts, windows: int, bits: int) -> tuple[float, float]:
-    """(weight bits, feature-map bits) of ``windows`` dense passes of ``layer`` with ``bits``-bit values."""
+def _dense_bits(layer: LayerCounts, windows: int, precision: str) -> tuple[float, float]:
+    """(weight bits, feature-map bits) of ``windows`` dense passes of ``layer`` in ``precision``."""
     per = max(layer.samples, 1)
-    return layer.weights * windows * bits, (layer.inputs + layer.outputs) / per * windows * bits
+    maps = (layer.inputs + layer.outputs) / per * windows * ACT_BITS[precision]
+    return layer.weights * windows * WEIGHT_BITS[precision], maps
 
 
 def _snn_bits(layer: LayerCounts) -> tuple[float, float]:
     """(rate-independent bits, rate-dependent bits) of ``layer`` in an SNN, over everything it computed."""
-    fixed = layer.weights * layer.samples * ACT_BITS["fp32"] + 2 * layer.outputs * MEMBRANE_BITS
+    fixed = layer.weights * layer.samples * WEIGHT_BITS["fp32"] + 2 * layer.outputs * MEMBRANE_BITS
     if not layer.spiking:
         fixed += layer.inputs * ACT_BITS["fp32"]  # the analog image, read every step
     rated = layer.events * event_bits(layer.input_size) + layer.events_out * event_bits(layer.output_size)
@@ -119,8 +125,8 @@ def layer_accounts(layers: list[LayerCounts], windows: int, snn: bool, precision
     ANN's compute and traffic bits on the same ``windows``. :func:`accounts` sums these."""
     out = []
     for layer in layers:
-        ann32_w, ann32_a = _dense_bits(layer, windows, ACT_BITS["fp32"])
-        int8_w, int8_a = _dense_bits(layer, windows, ACT_BITS["int8"])
+        ann32_w, ann32_a = _dense_bits(layer, windows, "fp32")
+        int8_w, int8_a = _dense_bits(layer, windows, "int8")
         dense = layer.dense / max(layer.samples, 1) * windows
         if snn:
             compute = layer.macs * E_MAC_FP32 + layer.synops * E_AC_FP32
@@ -128,7 +134,7 @@ def layer_accounts(layers: list[LayerCounts], windows: int, snn: bool, precision
             rate_compute = layer.synops * E_AC_FP32
         else:
             compute = layer.macs * E_MAC[precision]
-            w, a = _dense_bits(layer, layer.samples, ACT_BITS[precision])
+            w, a = _dense_bits(layer, layer.samples, precision)
             fixed, rated, rate_compute = w + a, 0.0, 0.0
         out.append({
             "name": layer.name, "spiking": layer.spiking, "compute": compute, "rate_compute": rate_compute,
@@ -147,7 +153,7 @@ def accounts(layers: list[LayerCounts], windows: int, snn: bool, precision: str 
     Keys: ``energy_uj`` (compute only), ``energy_sram_uj`` and ``energy_dram_uj`` (compute + memory traffic),
     ``traffic_mbit``; the same three for the FP32 ANN (``ann_energy_uj``, ``ann_energy_sram_uj``,
     ``ann_energy_dram_uj``) and for the INT8 ANN (``int8_...``). ``snn``: the layers are a spiking network's
-    (fp32 weights and membranes); else a dense network in ``precision`` (``"fp32"`` or ``"int8"``).
+    (fp32 weights and membranes); else a dense network in ``precision`` (``"fp32"``, ``"int8"`` or ``"int8w4"``).
     """
     per_layer = layer_accounts(layers, windows, snn, precision)
 
