@@ -60,6 +60,32 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+TINY_CHANNELS = (4, 8, 16)
+
+
+def tiny_unet(spatial_dims: int = 3, **kwargs):
+    """The suite's small convertible U-Net (channels 4-8-16 unless given)."""
+    from bundle.networks import ConvertibleUNet
+
+    return ConvertibleUNet(spatial_dims, channels=kwargs.pop("channels", TINY_CHANNELS), **kwargs)
+
+
+def trained_like(net, x: torch.Tensor):
+    """``net`` with real BatchNorm running statistics from ``x`` (three passes), as after training; in eval mode."""
+    net.train()
+    with torch.no_grad():
+        for _ in range(3):
+            net(x)
+    return net.eval()
+
+
+def tiny_snn(ann, x: torch.Tensor, neuron: str = "ternary", **kwargs):
+    """``ann`` converted with ``x`` as the calibration images."""
+    from bundle.spiking.conversion import convert, one_at_a_time
+
+    return convert(ann, one_at_a_time([x]), neuron=neuron, **kwargs)
+
+
 def write_nifti(path: Path, array: np.ndarray, affine=None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     nib.save(nib.Nifti1Image(array, np.eye(4) if affine is None else affine), path)

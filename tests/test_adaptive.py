@@ -2,11 +2,10 @@
 
 import pytest
 import torch
+from conftest import tiny_snn, tiny_unet, trained_like
 
 from bundle.cli import parse_args
-from bundle.networks import ConvertibleUNet
 from bundle.spiking.activity import ActivityMonitor
-from bundle.spiking.conversion import convert, one_at_a_time
 from bundle.spiking.segmenter import SpikingSegmenter
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny networks (conftest.py)
@@ -16,11 +15,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # tiny networks (conftest.py
 def snn_and_x():
     torch.manual_seed(0)
     x = torch.rand(3, 1, 16, 16, 16)  # a 3D net whose windows settle after different numbers of steps
-    ann = ConvertibleUNet(3, channels=(4, 8, 16)).train()
-    with torch.no_grad():
-        for _ in range(3):  # BatchNorm statistics, so the network is not trivial
-            ann(x)
-    return convert(ann.eval(), one_at_a_time([x]), neuron="ternary"), x
+    ann = trained_like(tiny_unet(3), x)  # BatchNorm statistics, so the network is not trivial
+    return tiny_snn(ann, x), x
 
 
 def _run(seg, x):

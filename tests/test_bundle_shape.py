@@ -84,12 +84,47 @@ def _blocks(node, path=""):
             yield from _blocks(v, f"{path}#{i}")
 
 
-@pytest.mark.parametrize("config", ["train.json", "inference.json", "multi_gpu_train.json", "train_snn_direct.json"])
+def _shape(node):
+    """A block with its values left out: the keys (nested) and the ``_target_`` it builds."""
+    if isinstance(node, dict):
+        return {k: (v if k == "_target_" else _shape(v)) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_shape(v) for v in node]
+    return "."
+
+
+CONFIGS = ["train.json", "inference.json", "multi_gpu_train.json", "train_snn_direct.json", "quick.json", "validate.json"]
+
+
+@pytest.mark.parametrize("config", CONFIGS)
 def test_no_block_is_written_twice(config):
     seen = {}
     for text, path in _blocks(json.loads((REPO / "configs" / config).read_text())):
         assert text not in seen, f"{config}: {path} repeats {seen[text]}"
         seen[text] = path
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_no_two_blocks_have_the_same_shape(config):
+    """Two trainers or evaluators wired alike with other values are one factory's job, not two config blocks."""
+    seen = {}
+    for _, path in _blocks(json.loads((REPO / "configs" / config).read_text())):
+        node = json.loads((REPO / "configs" / config).read_text())
+        for part in path.strip("#").split("#") if path else []:
+            node = node[int(part)] if isinstance(node, list) else node[part]
+        if not isinstance(node, dict) or len(node) < 4:
+            continue
+        shape = json.dumps(_shape(node), sort_keys=True)
+        assert shape not in seen, f"{config}: {path} has the shape of {seen[shape]}"
+        seen[shape] = path
+
+
+def test_stacked_training_configs_change_values_only():
+    """quick, multi-GPU, direct and validate set keys; the stages they run are train.json's."""
+    for config in ("quick.json", "multi_gpu_train.json", "train_snn_direct.json", "validate.json"):
+        for key, value in json.loads((REPO / "configs" / config).read_text()).items():
+            assert not isinstance(value, dict), f"{config}: {key} builds a component"
+            assert "#" not in key, f"{config}: {key} reaches into a component"
 
 
 def test_overrides_address_nothing_by_list_position():

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from conftest import tiny_unet, trained_like
 from torch import nn
 
 from bundle.errors import InputError
@@ -18,14 +19,12 @@ SHAPES = {2: (32, 32), 3: (16, 16, 16)}
 def _ann(spatial_dims, seed=0):
     """A small U-Net with BatchNorm statistics (as after training) and no head bias to hide behind."""
     torch.manual_seed(seed)
-    net = ConvertibleUNet(spatial_dims, channels=(4, 8, 16))
+    net = tiny_unet(spatial_dims)
     x = torch.rand(4, 1, *SHAPES[spatial_dims])
-    net.train()
+    net = trained_like(net, x)
     with torch.no_grad():
-        for _ in range(3):
-            net(x)
         net.head.bias.zero_()
-    return net.eval(), x
+    return net, x
 
 
 def _corr(a, b):

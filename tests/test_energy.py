@@ -5,11 +5,10 @@ import json
 
 import pytest
 import torch
+from conftest import tiny_snn, tiny_unet, trained_like
 from monai.inferers import SlidingWindowInferer
 
-from bundle.networks import ConvertibleUNet
 from bundle.spiking.activity import E_AC_PJ, E_MAC_PJ, ActivityMonitor, dense_macs, energy_line
-from bundle.spiking.conversion import convert, one_at_a_time
 from bundle.spiking.segmenter import SpikingSegmenter
 
 ROI = (16, 16, 16)
@@ -21,13 +20,10 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # tiny networks (conftest.py
 @pytest.fixture(scope="module")
 def networks():
     torch.manual_seed(0)
-    ann = ConvertibleUNet(3, channels=(4, 8, 16)).train()
+    ann = tiny_unet(3)
     x = torch.rand(2, 1, *ROI)
-    with torch.no_grad():
-        for _ in range(3):
-            ann(x)
-    ann.eval()
-    return ann, SpikingSegmenter(convert(ann, one_at_a_time([x]), neuron="ternary"), 3).eval()
+    ann = trained_like(ann, x)
+    return ann, SpikingSegmenter(tiny_snn(ann, x), 3).eval()
 
 
 def _windows(network, inferer, volume):

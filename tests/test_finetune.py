@@ -2,10 +2,10 @@
 
 import pytest
 import torch
+from conftest import tiny_unet, trained_like
 from monai.engines import SupervisedTrainer
 from monai.losses import DiceLoss
 
-from bundle.networks import ConvertibleUNet
 from bundle.spiking.conversion import convert, one_at_a_time
 from bundle.spiking.segmenter import SpikingSegmenter
 
@@ -14,12 +14,7 @@ def _problem(seed=0):
     torch.manual_seed(seed)
     x = torch.rand(4, 1, 32, 32)
     y = (x > 0.6).long() + (x > 0.85).long()  # three "classes" from intensity
-    ann = ConvertibleUNet(2, channels=(4, 8, 16))
-    ann.train()
-    with torch.no_grad():
-        for _ in range(3):
-            ann(x)
-    return ann.eval(), x, y
+    return trained_like(tiny_unet(2), x), x, y
 
 
 def test_gradients_reach_every_trainable_parameter():

@@ -4,13 +4,12 @@ import copy
 
 import pytest
 import torch
+from conftest import tiny_snn, tiny_unet, trained_like
 from monai.engines import SupervisedTrainer
 from monai.losses import DiceCELoss, DiceLoss
 
 from bundle.errors import InputError
-from bundle.networks import ConvertibleUNet
 from bundle.networks.precision import MixedPrecision
-from bundle.spiking.conversion import convert, one_at_a_time
 from bundle.spiking.segmenter import SpikingSegmenter
 from bundle.training.finetune import learnable_scales, param_groups
 from bundle.training.losses import WithTeacher, distillation, finetune_loss
@@ -23,12 +22,8 @@ def problem():
     torch.manual_seed(0)
     x = torch.rand(4, 1, 32, 32)
     y = (x > 0.6).long() + (x > 0.85).long()  # three "classes" from intensity
-    ann = ConvertibleUNet(2, channels=(4, 8, 16)).train()
-    with torch.no_grad():
-        for _ in range(3):
-            ann(x)
-    ann.eval()
-    return ann, convert(ann, one_at_a_time([x]), neuron="ternary"), x, y
+    ann = trained_like(tiny_unet(2), x)
+    return ann, tiny_snn(ann, x), x, y
 
 
 def _segmenter(problem, timesteps=3):

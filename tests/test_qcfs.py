@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from conftest import trained_like
 from torch import nn
 
 from bundle.errors import InputError
@@ -18,18 +19,11 @@ SHAPES = {2: (16, 16), 3: (8, 8, 8)}
 CHANNELS = (4, 8)
 
 
-def _trained_like(net: nn.Module, x: torch.Tensor) -> nn.Module:
-    net.train()
-    with torch.no_grad():
-        for _ in range(3):
-            net(x)
-    return net.eval()
-
 
 def _qcfs_unet(spatial_dims: int, levels: int, seed: int = 0):
     torch.manual_seed(seed)
     x = torch.rand(2, 1, *SHAPES[spatial_dims])
-    net = _trained_like(ConvertibleUNet(spatial_dims, channels=CHANNELS, activation="qcfs", levels=levels), x)
+    net = trained_like(ConvertibleUNet(spatial_dims, channels=CHANNELS, activation="qcfs", levels=levels), x)
     return set_thresholds(net, percentile_thresholds(net, one_at_a_time([x]), 99.0)), x
 
 
@@ -128,7 +122,7 @@ def test_converted_qcfs_unet_matches_its_ann_at_t_equal_levels(spatial_dims, neu
 def test_relu_networks_still_calibrate():
     torch.manual_seed(0)
     x = torch.rand(1, 1, *SHAPES[2])
-    ann = _trained_like(ConvertibleUNet(2, channels=CHANNELS), torch.rand(2, 1, *SHAPES[2]))
+    ann = trained_like(ConvertibleUNet(2, channels=CHANNELS), torch.rand(2, 1, *SHAPES[2]))
     maxima = []
     hooks = [
         m.register_forward_hook(lambda _m, _i, o: maxima.append(float(o.max())))
@@ -179,7 +173,7 @@ def test_qcfs_checkpoints_round_trip(tmp_path):
 def test_init_from_relu(tmp_path):
     torch.manual_seed(0)
     x = torch.rand(2, 1, *SHAPES[3])
-    relu = _trained_like(ConvertibleUNet(3, channels=CHANNELS), x)
+    relu = trained_like(ConvertibleUNet(3, channels=CHANNELS), x)
     path = tmp_path / "model_ann.pt"
     torch.save({"model": relu.state_dict()}, path)
     qcfs = init_from_relu(ConvertibleUNet(3, channels=CHANNELS, activation="qcfs", levels=8), path, [x[:1]], q=100.0)
@@ -205,9 +199,8 @@ def test_init_from_relu(tmp_path):
 def test_train_config_starts_a_qcfs_ann_from_a_relu_checkpoint_with_its_own_threshold_rate(decathlon, tmp_path):
     """``qcfs_init_ckpt``: the ANN stage's network is the ReLU ANN's weights with percentile thresholds;
     ``qcfs_threshold_learning_rate``: the thresholds get their own optimizer group."""
-    from monai.bundle import ConfigParser
-
     from conftest import REPO
+    from monai.bundle import ConfigParser
 
     relu = ConvertibleUNet(3, 1, 3, (4, 8, 16))
     ckpt = tmp_path / "relu.pt"
@@ -217,17 +210,18 @@ def test_train_config_starts_a_qcfs_ann_from_a_relu_checkpoint_with_its_own_thre
     parser.update({"dataset_dir": str(decathlon), "output_dir": str(tmp_path / "out"), "channels": [4, 8, 16],
                    "activation": "qcfs", "levels": 4, "qcfs_init_ckpt": str(ckpt), "calibration_cases": 2,
                    "num_workers": 0, "qcfs_threshold_learning_rate": 0.01, "device": "cpu"})  # fmt: skip
-    network = parser.get_parsed_content("network")
+    stage = parser.get_parsed_content("ann")
+    network = stage.network
     started = {k: v for k, v in network.state_dict().items() if not k.endswith(".threshold")}
     assert all(torch.equal(v, relu.state_dict()[k]) for k, v in started.items())
     lambdas = thresholds(network)
     assert len(lambdas) == sum(isinstance(m, nn.ReLU) for m in relu.modules())
     assert all(v != pytest.approx(8.0) and v > 0 for v in lambdas.values())  # percentiles, not the default
-    groups = parser.get_parsed_content("optimizer").param_groups
+    groups = stage.optimizer.param_groups
     assert [g["lr"] for g in groups] == [pytest.approx(3e-3), pytest.approx(0.01)]
     assert len(groups[1]["params"]) == len(lambdas)
 
     parser.update({"activation": "relu"})
     parser.parse(True)
     with pytest.raises(SystemExit, match="^error: qcfs_init_ckpt .*relu.pt: starts a QCFS network; set activation qcfs"):
-        parser.get_parsed_content("network")
+        parser.get_parsed_content("ann").network

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from conftest import trained_like
 from spikingjelly.activation_based import functional, neuron
 from spikingjelly.activation_based.ann2snn import FXConverter, RateCodingRecipe
 from torch import nn
@@ -42,21 +43,13 @@ def test_every_activation_is_its_own_relu_module():
     assert not functional  # no F.relu the converter would miss
 
 
-def _trained_like(net: nn.Module, x: torch.Tensor) -> nn.Module:
-    """Give BatchNorm real running statistics, as after training."""
-    net.train()
-    with torch.no_grad():
-        for _ in range(3):
-            net(x)
-    return net.eval()
-
 
 @pytest.mark.parametrize("spatial_dims, shape", [(2, (32, 32)), (3, (16, 16, 16))])
 def test_spikingjelly_fx_conversion(spatial_dims, shape):
     torch.manual_seed(0)
     net = ConvertibleUNet(spatial_dims, channels=(4, 8, 16))
     x = torch.rand(4, 1, *shape)
-    ann = _trained_like(net, x)
+    ann = trained_like(net, x)
     with torch.no_grad():
         ann_out = ann(x)
     snn = FXConverter(RateCodingRecipe(dataloader=[x], mode="Max")).convert(ann)

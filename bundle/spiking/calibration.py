@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import ignite.distributed as idist
 import torch
-import torch.distributed as dist
 from spikingjelly.activation_based.ann2snn import RateCodingRecipe
 from spikingjelly.activation_based.ann2snn.modules import VoltageHook
 from torch import fx, nn
@@ -56,21 +56,16 @@ class GuardedCalibration:
 
 
 def _distributed() -> bool:
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-
-
-def _collective_device() -> torch.device:
-    return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+    return idist.get_world_size() > 1
 
 
 def mean_over_processes(value: torch.Tensor, weight: float) -> torch.Tensor:
     """``weight``-weighted mean of ``value`` (same shape on every process) over the processes of a run."""
     if not _distributed():
         return value
-    device = _collective_device()
     weight = torch.tensor([float(weight)], dtype=torch.float64)
-    packed = torch.cat([value.detach().double().flatten().cpu() * weight, weight]).to(device)
-    dist.all_reduce(packed)
+    packed = torch.cat([value.detach().double().flatten().cpu() * weight, weight]).to(idist.device())
+    packed = idist.all_reduce(packed)
     if packed[-1] == 0:  # no process had anything to average
         return value
     return (packed[:-1] / packed[-1]).to(value.device, value.dtype).reshape(value.shape)
@@ -111,10 +106,8 @@ def _contribution(hook: nn.Module, old: torch.Tensor, seen: int) -> torch.Tensor
 
 
 def _replay_in_global_order(hooks: list[nn.Module], contributions: list[torch.Tensor]) -> None:
-    device, world = _collective_device(), dist.get_world_size()
-    counts = [torch.zeros(1, dtype=torch.long, device=device) for _ in range(world)]
-    dist.all_gather(counts, torch.tensor([len(contributions)], device=device))
-    counts = [int(c.item()) for c in counts]
+    device, world = idist.device(), idist.get_world_size()
+    counts = [int(c) for c in idist.all_gather(torch.tensor([len(contributions)], device=device)).tolist()]
     if min(counts) == 0:
         raise InputError(
             f"calibration images per process {counts}: every process needs one; raise calibration_cases to at "
@@ -123,8 +116,7 @@ def _replay_in_global_order(hooks: list[nn.Module], contributions: list[torch.Te
     sizes = [h.scale.numel() for h in hooks]
     local = torch.zeros(max(counts), sum(sizes), dtype=torch.float64, device=device)
     local[: len(contributions)] = torch.stack(contributions).to(device)
-    gathered = [torch.empty_like(local) for _ in range(world)]
-    dist.all_gather(gathered, local)
+    gathered = idist.all_gather(local).reshape(world, *local.shape)
     rows = torch.stack([gathered[r][j] for j in range(max(counts)) for r in range(world) if j < counts[r]]).cpu()
     for hook, column in zip(hooks, torch.split(rows, sizes, dim=1)):
         value = column[0]

@@ -4,9 +4,9 @@ exponential moving average of its weights, while training goes on with the live 
 Spiking fine-tuning at T=4 is noisy: the same recipe's validation Dice moves by about 0.01 from one
 epoch to the next and between runs, so a best-epoch checkpoint is partly luck. An average over the last
 few hundred steps is a flatter, more reproducible model. torch's ``AveragedModel`` keeps a second copy
-of the module, which MONAI's evaluator and ``CheckpointSaver`` would then have to be pointed at; swapping
-the averaged values into the one network for the length of a validation keeps every config reference
-(evaluator, saver, spike counters) unchanged, hence this handler.
+of the module (as does ignite's ``EMAHandler``), which MONAI's evaluator and ``CheckpointSaver`` would then
+have to be pointed at; swapping the averaged values into the one network for the length of a validation
+keeps every reference (evaluator, saver, spike counters) unchanged, hence this handler.
 """
 
 from __future__ import annotations

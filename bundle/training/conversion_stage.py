@@ -78,7 +78,10 @@ class ConversionStage:
     def calibrate(self):
         """The SNN and its output layer's threshold, calibrated on the first ``calibration_cases`` images."""
         run, s = self.context, self.settings
-        images = lambda: one_at_a_time(run.calibration_loader(s.calibration_cases))  # noqa: E731 (two passes)
+
+        def images():  # two passes over the same images
+            return one_at_a_time(run.calibration_loader(s.calibration_cases))
+
         snn = convert(self.ann, images(), mode=s.norm_mode, channel_wise=s.channel_wise, neuron=s.neuron,
                       v_init=s.v_init, device=run.device)  # fmt: skip
         return snn, output_threshold(self.ann, images(), device=run.device)

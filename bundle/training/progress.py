@@ -1,5 +1,6 @@
-"""Epoch progress with elapsed time and ETA (MONAI's StatsHandler logs values, not time left), and a
-per-epoch history file at full precision (TensorBoard rounds nothing either, but is not a table)."""
+"""Epoch progress with elapsed time and ETA (MONAI's StatsHandler logs values, not time left; ignite's
+``ProgressBar`` draws a tqdm bar for a terminal, not lines in a log file), and a per-epoch history file at full
+precision (TensorBoard rounds nothing either, but is not a table)."""
 
 from __future__ import annotations
 
