@@ -102,3 +102,25 @@ def test_the_memory_account_grows_with_timesteps_on_a_converted_unet():
     for t in totals.values():
         assert t["energy_uj"] < t["energy_sram_uj"] < t["energy_dram_uj"]
         assert t["int8_energy_uj"] < t["ann_energy_uj"] and t["int8_energy_dram_uj"] < t["ann_energy_dram_uj"]
+
+
+def test_summaries_print_both_accounts():
+    from bundle.cli import _energy
+    from bundle.inference.records import CSV_FIELDS, energy_note
+
+    values = {"energy_uj": 2000.0, "ann_energy_uj": 20000.0, "energy_sram_uj": 2500.0, "energy_dram_uj": 50000.0,
+              "int8_energy_uj": 1300.0, "int8_energy_sram_uj": 1250.0, "int8_energy_dram_uj": 5000.0}  # fmt: skip
+    assert set(values) <= set(CSV_FIELDS)
+    row = {**{k: str(v) for k, v in values.items()}, "windows": "1", "window": "40x56x40", "mean_timesteps": "3"}
+    note = energy_note([row])
+    assert "energy 2000 uJ per image, mean T 3.00 (compute only; ANN on the same windows 20000 uJ: ratio 0.100)" in note
+    assert (
+        "with memory traffic SRAM 2500 / DRAM 50000 uJ (INT8 ANN on the same windows 1250 / 5000 uJ: ratio 2.00 / 10.00)"
+        in note
+    )
+    summary = {k: {"mean": v} for k, v in {**values, "windows": 1.0}.items()} | {"window": ["40x56x40"]}
+    line = _energy(summary)
+    assert (
+        "compute only" in line
+        and "SRAM 2500 / DRAM 50000 uJ/volume (INT8 ANN 1250 / 5000 uJ, ratio 2.00 / 10.00)" in line
+    )
