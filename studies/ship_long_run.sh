@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The long retraining of issues 31/32, from resume to the figures: finishes (or resumes) the default `training`
+# run in OUT, adds the T=2 round on stage 3's model, then scores the new models on the validation split under
+# every named shift and on the real public heads, writing JSONs beside the shipped models' ones. Copying the
+# models into models/ is left to a person who has read those JSONs (the last lines print the commands).
+#   studies/ship_long_run.sh [OUT] [CODE]      (CODE: the checkout that trains; default this one)
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+out=$(realpath -m "${1:-$repo/runs/long}")
+code=${2:-$repo}
+python=${PYTHON:-$repo/.venv/bin/python}
+data=${TASK04_DIR:-$repo/../shared/data/Task04_Hippocampus}
+run() { (cd "$code" && PYTHONPATH=$code "$python" -m monai.bundle run "$@" --config_file configs/train.json \
+    --logging_file configs/logging.conf --dataset_dir "$data" --output_dir "$out" --resume true); }
+
+run training                                                    # ANN, conversion, stage 3 (T=4), refine (T=3)
+run finetune_snn --refine_timesteps 2 --refine#name refine_t2 \
+    --snn_finetuned_ckpt "$out/models/model_snn_t2.pt"          # the T=2 round on stage 3's model
+m=$out/models
+"$python" "$repo/studies/robustness.py" --shifts all --out "$repo/docs/robustness/retrained.json" \
+    --models "ann=$m/model_ann.pt,snn=$m/model_snn_finetuned.pt,snn_t2=$m/model_snn_t2.pt"
+"$python" "$repo/studies/real_scans/check.py" --out "$repo/docs/real_scans_retrained.json" \
+    --models "ann=$m/model_ann.pt,snn=$m/model_snn_finetuned.pt"
+cat <<MSG
+Read docs/robustness/retrained.json and docs/real_scans_retrained.json; to ship:
+  cp $m/model_ann.pt $m/model_snn_converted.pt $m/model_snn_finetuned.pt $m/model_snn_t2.pt models/
+  (new confidence floors: the JSON's confidence_p1_unshifted -> CONFIDENCE_FLOORS in bundle/inference/catalog.py)
+  $python studies/model_card.py          # docs/results.json and every table made from it
+MSG
