@@ -653,3 +653,32 @@ def test_host_rule(argv, conf, refused):
             guards.check_host(argv, conf)
     else:
         guards.check_host(argv, conf)
+
+
+def test_the_app_serves_the_settings_of_its_inference_config(task04, tmp_path):
+    """--conf inference_config: the app's tasks run with that config's localize, amp and kernel (hippo-snn's
+    settings object), so changing the config changes what a request gets."""
+    pytest.importorskip("monailabel")
+    from fastapi import HTTPException
+
+    from bundle.inference.settings import InferenceSettings
+
+    config = json.loads((REPO / "configs" / "inference.json").read_text())
+    config.update(localize="on", amp=True, neuron_kernel="eager")
+    path = tmp_path / "inference.json"
+    path.write_text(json.dumps(config))
+    configs, infers = app_lib("configs.segmentation"), app_lib("infers.segmentation")
+    choice = configs.model_choices({"models": "ann"})[0]
+    crop = str(task04 / "imagesTr" / f"{CASES[0]}.nii.gz")
+
+    default = infers.BundleSegmentation(choice, InferenceSettings.from_config())
+    assert default.run_inferer({"image": crop})["result"]["model"] == "ann"  # auto: a crop is segmented as it is
+    changed = infers.BundleSegmentation(choice, InferenceSettings.from_config(path))
+    segmenter, _ = changed._segmenter("cpu")
+    assert segmenter.localize == "on" and changed.settings.amp is True and changed.settings.neuron_kernel == "eager"
+    from bundle.networks.precision import fast_bfloat16
+
+    assert segmenter.amp["enabled"] == fast_bfloat16("cpu")  # bfloat16 where the CPU has the units for it
+    with pytest.raises(HTTPException) as refused:  # localize on: a crop must register to the template, and cannot
+        changed.run_inferer({"image": crop})
+    assert refused.value.status_code == 422

@@ -46,7 +46,8 @@ class HippocampusApp(MONAILabelApp):
         conf = dict(conf or {})
         try:
             check_host(sys.argv, conf)
-            self.settings = InferenceSettings.from_config()  # the bundle's own, as hippo-snn reads it
+            # the bundle's configs/inference.json (or --conf inference_config), as hippo-snn reads it
+            self.settings = InferenceSettings.from_config(conf.get("inference_config") or None)
             policy_from_conf(conf, self.settings.queue_size)  # bad conf values stop the server before the models load
             self.choices = model_choices(conf)
             tune_allocator()

@@ -29,6 +29,8 @@ CONF_KEYS = {
     "models_dir": "folder holding the model files (default: the bundle's models/)",
     **{f"{m}_ckpt": f"checkpoint for '{m}' instead of <models_dir>/{f}" for m, f in MODEL_FILES.items()},
     "timesteps": "SNN timesteps T for every SNN model (default: each checkpoint's own T)",
+    "inference_config": "an inference.json whose settings (window, amp, kernel, adaptive T, localize, qc, queue_size) "
+    "the app serves, as hippo-snn reads them (default: the bundle's configs/inference.json)",
     "allow_remote": "true: allow a --host other than loopback, and any Host header (default: false, the app "
     "refuses to start)",
     "allow_admin": "true: also answer the admin endpoints: training, scoring, batch inference, sessions, deleting "
