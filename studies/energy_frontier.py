@@ -182,6 +182,35 @@ def by_timesteps(m: dict, top: int = 16) -> dict:
     return out
 
 
+def tables(results: dict) -> str:
+    """The Markdown tables of ``results``: the frontier, and the break-even firing rate against T."""
+    int8 = next(m for m in results["models"] if m.get("name", m["model"]) == "ann_int8")
+    lines = [
+        (
+            "| model | T | mean Dice | firing rate | energy per volume, mJ: compute only / + SRAM / + DRAM "
+            "| vs the INT8 ANN: compute / SRAM / DRAM | CPU s per volume |"
+        ),
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for m in results["models"]:
+        e = [m["energy_uj"], m["energy_sram_uj"], m["energy_dram_uj"]]
+        ref = [int8["energy_uj"], int8["energy_sram_uj"], int8["energy_dram_uj"]]
+        rate = "-" if m.get("mean_firing_rate") is None else f"{m['mean_firing_rate']:.3f}"
+        lines.append(
+            f"| `{m.get('name', m['model'])}` | {m['timesteps'] or '-'} | {m['mean_dice']:.4f} | {rate} "
+            f"| {' / '.join(f'{v / 1000:.2f}' for v in e)} | {' / '.join(f'{v / r:.2f}' for v, r in zip(e, ref))} "
+            f"| {m['cpu_s_per_volume']:.2f} |"
+        )
+    by_t = results.get("break_even_by_T")
+    if by_t:
+        steps = [t for t in sorted(int(t) for t in by_t["compute"]) if t <= 8 or t == 16]
+        lines += ["", "| account | " + " | ".join(f"T={t}" for t in steps) + " |", "| --- |" + " --- |" * len(steps)]
+        for account, title in ACCOUNTS.items():
+            cells = [by_t[account][str(t)] for t in steps]
+            lines.append(f"| {title} | " + " | ".join(f"{c:.3f}" if c > 0 else "none" for c in cells) + " |")
+    return "\n".join(lines)
+
+
 def plot(results: dict) -> None:
     import matplotlib
 
@@ -289,7 +318,8 @@ def main() -> None:
         results["break_even_by_T"] = by_timesteps(default)
     JSON.write_text(json.dumps(results, indent=1) + "\n")
     plot(results)
-    print(f"wrote {JSON} and the plots in {OUT}")
+    print(tables(results))
+    print(f"\n{results['data']}; {results['command']}, {results['date']}\nwrote {JSON} and the plots in {OUT}")
 
 
 if __name__ == "__main__":
