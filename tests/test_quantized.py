@@ -83,3 +83,16 @@ def test_four_bit_weights_stay_in_range_and_move_half_the_weight_bits(pair, tmp_
     weights = sum(m.weight().numel() for m in convs) * 2  # bits saved per window: 8 -> 4 for every weight, 2 windows
     saved_bits = (totals["int8"]["traffic_mbit"] - totals["w4"]["traffic_mbit"]) * 1e6
     assert saved_bits == pytest.approx(weights * 4)
+
+
+def test_shipped_int8_was_made_from_the_shipped_ann():
+    """A retrained ANN needs a new INT8 model: `.venv/bin/python scripts/quantize_ann.py` (then the energy studies)."""
+    from conftest import REPO
+
+    from bundle.inference.records import file_sha256
+
+    saved = torch.load(REPO / "models" / "model_ann_int8.pt", weights_only=True)
+    assert saved["quantization"]["source_sha256"] == file_sha256(REPO / "models" / "model_ann.pt"), (
+        "models/model_ann_int8.pt was made from another model_ann.pt: run scripts/quantize_ann.py"
+    )
+    assert saved["input"] == torch.load(REPO / "models" / "model_ann.pt", weights_only=True)["input"]
