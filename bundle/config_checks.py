@@ -257,7 +257,7 @@ def _known_ids(configs_dir: Path) -> dict[str, Any]:
     for path in sorted(configs_dir.glob("*.json")):
         if path.name == "metadata.json":
             continue
-        known.update(_flatten(json.loads(path.read_text())))
+        known.update(_flatten(json.loads(path.read_text(encoding="utf-8"))))
     return known
 
 
@@ -310,7 +310,7 @@ def check_config(bundle_root: str, values: Mapping[str, Any], argv: list[str] | 
         for f in files:
             path = Path(f)
             if path.suffix == ".json" and path.is_file() and path.resolve().parent != configs_dir.resolve():
-                check_keys(_flatten(json.loads(path.read_text())), known, f"{path}: ")
+                check_keys(_flatten(json.loads(path.read_text(encoding="utf-8"))), known, f"{path}: ")
         check_values(values)
     except InputError as e:
         raise SystemExit(f"error: {e}") from None

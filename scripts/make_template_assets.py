@@ -96,7 +96,7 @@ def main() -> None:
         t1 = sitk.ReadImage(str(root / T1), sitk.sitkFloat32)
         brain = sitk.ReadImage(str(root / MASK), sitk.sitkFloat32)
         atlas = sitk.ReadImage(str(root / ATLAS), sitk.sitkUInt8)
-        labels = _hippocampus_labels((root / LABEL_CSV).read_text())
+        labels = _hippocampus_labels((root / LABEL_CSV).read_text(encoding="utf-8"))
         (out / "COPYING").write_bytes((root / COPYING).read_bytes())
         sources = {p: hashlib.sha256((root / p).read_bytes()).hexdigest() for p in (T1, MASK, ATLAS, LABEL_CSV)}
 

@@ -293,7 +293,7 @@ def main() -> None:
     p.add_argument("--work", type=Path, default=None, help="evaluation outputs (default: a temporary folder)")
     args = p.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
-    results = json.loads(JSON.read_text()) if JSON.is_file() else {"models": []}
+    results = json.loads(JSON.read_text(encoding="utf-8")) if JSON.is_file() else {"models": []}
     if not args.plot:
         cases = val_cases(args.cases)
         with tempfile.TemporaryDirectory() as tmp:

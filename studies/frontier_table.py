@@ -70,7 +70,7 @@ def row(s: dict, name: str) -> str:
 
 
 def load(root: Path) -> list[tuple[dict, str]]:
-    return [(json.loads((p / "summary.json").read_text()), p.name) for p in root.iterdir() if (p / "summary.json").is_file()]
+    return [(json.loads((p / "summary.json").read_text(encoding="utf-8")), p.name) for p in root.iterdir() if (p / "summary.json").is_file()]
 
 
 def pareto(points: list[tuple[float, float]]) -> list[tuple[float, float]]:

@@ -96,7 +96,7 @@ def table(results: dict) -> str:
 
 def render(results: dict, page: Path) -> str:
     """``page``'s text with the table between the markers replaced."""
-    text = page.read_text()
+    text = page.read_text(encoding="utf-8")
     if BEGIN not in text or END not in text:
         raise SystemExit(f"error: {page}: no {BEGIN} ... {END} block")
     head, rest = text.split(BEGIN, 1)
@@ -111,9 +111,9 @@ def main() -> None:
     args = parser.parse_args()
     if not args.render:
         RESULTS.write_text(json.dumps(evaluate(Path(args.work)), indent=1) + "\n")
-    results = json.loads(RESULTS.read_text())
+    results = json.loads(RESULTS.read_text(encoding="utf-8"))
     for page in PAGES:
-        page.write_text(render(results, page))
+        page.write_text(render(results, page), encoding="utf-8")
         print(f"rendered {page}")
 
 

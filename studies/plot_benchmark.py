@@ -29,7 +29,7 @@ def main() -> None:
     args = p.parse_args()
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     for path in args.results:
-        result = json.loads(path.read_text())
+        result = json.loads(path.read_text(encoding="utf-8"))
         rows = [r for r in result["inference"] if r["model"] == "snn"]
         ax.plot([r["T"] for r in rows], [r["ratio_per_T"] for r in rows], "o-", label=label(result["info"], path))
     ax.axhline(1.0, color="grey", ls="--", lw=1, label="dense floor: one ANN pass per timestep")

@@ -24,7 +24,7 @@ def _series(d: dict, steps: list[int], f=lambda v: float(np.mean(v))) -> list[fl
 
 
 def main(study_json: str, out_dir: str) -> None:
-    study = json.loads(Path(study_json).read_text())
+    study = json.loads(Path(study_json).read_text(encoding="utf-8"))
     steps, variants, out = study["steps"], study["variants"], Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ann = float(np.mean(study["ann"]["dice"]))

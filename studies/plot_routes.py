@@ -31,7 +31,7 @@ def curve(history: Path, start_s: float = 0.0, every: int = 1) -> list[tuple[flo
 def conversion_seconds(route: Path, default: float) -> float:
     """Seconds between the end of stage 1 and the end of the conversion, from the stages' records."""
     try:
-        ends = [json.loads((route / "resume" / s / "done.json").read_text())["finished"] for s in ("ann", "convert")]
+        ends = [json.loads((route / "resume" / s / "done.json").read_text(encoding="utf-8"))["finished"] for s in ("ann", "convert")]
     except (OSError, KeyError, ValueError):
         return default
     ann_end, convert_end = (datetime.strptime(e, "%Y-%m-%d %H:%M:%S") for e in ends)

@@ -53,7 +53,7 @@ def efficiency(curve: list[dict], start: float | None = None) -> dict:
 
 def main(study: str, docs: str) -> None:
     study_dir, docs_dir = Path(study), Path(docs)
-    evals = {p.parent.name: json.loads(p.read_text()) for p in sorted(study_dir.glob("eval/*/summary.json"))}
+    evals = {p.parent.name: json.loads(p.read_text(encoding="utf-8")) for p in sorted(study_dir.glob("eval/*/summary.json"))}
     curves = {p.stem: training_curve(p) for p in sorted(study_dir.glob("*.log"))}
     curves = {k: v for k, v in curves.items() if v and k.startswith(("ft_", "direct_"))}  # training runs only
     starts = {f"ft_ternary_T{t}": evals.get(f"converted_ternary_T{t}", {}).get("mean_dice") for t in (2, 4, 8)}

@@ -105,7 +105,7 @@ class State:
 
     def __init__(self, path: Path, fresh: bool):
         self.path = path
-        self.data = {} if fresh or not path.is_file() else json.loads(path.read_text())
+        self.data = {} if fresh or not path.is_file() else json.loads(path.read_text(encoding="utf-8"))
 
     def get(self, key):
         return self.data.get(key)

@@ -40,7 +40,7 @@ def decathlon(tmp_path_factory) -> Path:
     from bundle.data.synthetic import write_synthetic_dataset
 
     root = write_synthetic_dataset(tmp_path_factory.mktemp("decathlon"), num_cases=6, seed=0)
-    manifest = json.loads((root / "dataset.json").read_text())
+    manifest = json.loads((root / "dataset.json").read_text(encoding="utf-8"))
     for i, pair in enumerate(manifest["training"], start=1):
         for key in ("image", "label"):
             old = root / pair[key]

@@ -30,7 +30,7 @@ def test_benchmark_prints_ratios_per_timestep(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.splitlines()
     assert any(line.startswith("snn T=2") and "SNN/ANN" in line and "/T" in line for line in lines), proc.stdout
-    result = json.loads(out.read_text())
+    result = json.loads(out.read_text(encoding="utf-8"))
     snn = {row["T"]: row for row in result["inference"] if row["model"] == "snn"}
     assert set(snn) == {2} and snn[2]["ratio_per_T"] > 0 and snn[2]["peak_mb"] >= 0
     assert abs(snn[2]["ratio_per_T"] * 2 - snn[2]["ratio"]) < 1e-9

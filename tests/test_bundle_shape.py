@@ -99,7 +99,7 @@ CONFIGS = ["train.json", "inference.json", "multi_gpu_train.json", "train_snn_di
 @pytest.mark.parametrize("config", CONFIGS)
 def test_no_block_is_written_twice(config):
     seen = {}
-    for text, path in _blocks(json.loads((REPO / "configs" / config).read_text())):
+    for text, path in _blocks(json.loads((REPO / "configs" / config).read_text(encoding="utf-8"))):
         assert text not in seen, f"{config}: {path} repeats {seen[text]}"
         seen[text] = path
 
@@ -108,8 +108,8 @@ def test_no_block_is_written_twice(config):
 def test_no_two_blocks_have_the_same_shape(config):
     """Two trainers or evaluators wired alike with other values are one factory's job, not two config blocks."""
     seen = {}
-    for _, path in _blocks(json.loads((REPO / "configs" / config).read_text())):
-        node = json.loads((REPO / "configs" / config).read_text())
+    for _, path in _blocks(json.loads((REPO / "configs" / config).read_text(encoding="utf-8"))):
+        node = json.loads((REPO / "configs" / config).read_text(encoding="utf-8"))
         for part in path.strip("#").split("#") if path else []:
             node = node[int(part)] if isinstance(node, list) else node[part]
         if not isinstance(node, dict) or len(node) < 4:
@@ -122,13 +122,13 @@ def test_no_two_blocks_have_the_same_shape(config):
 def test_stacked_training_configs_change_values_only():
     """quick, multi-GPU, direct and validate set keys; the stages they run are train.json's."""
     for config in ("quick.json", "multi_gpu_train.json", "train_snn_direct.json", "validate.json"):
-        for key, value in json.loads((REPO / "configs" / config).read_text()).items():
+        for key, value in json.loads((REPO / "configs" / config).read_text(encoding="utf-8")).items():
             assert not isinstance(value, dict), f"{config}: {key} builds a component"
             assert "#" not in key, f"{config}: {key} reaches into a component"
 
 
 def test_overrides_address_nothing_by_list_position():
     for config in ("multi_gpu_train.json", "validate.json", "train_snn_direct.json", "evaluate.json"):
-        keys = json.loads((REPO / "configs" / config).read_text())
+        keys = json.loads((REPO / "configs" / config).read_text(encoding="utf-8"))
         for key in keys:
             assert not any(part.isdigit() for part in key.replace("::", "#").split("#")), f"{config}: {key}"

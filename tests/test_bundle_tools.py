@@ -23,12 +23,12 @@ from bundle.errors import InputError
 METADATA = REPO / "configs" / "metadata.json"
 SCHEMA = REPO / "configs" / "schema" / "meta_schema_20240725.json"
 SCHEMA_MD5 = "76e1add273836515d0bbb3bc71962474"  # of the copy of MONAI's schema (see configs/schema/README.md)
-PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
+PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
 SNN_FILES = ["models/model_snn_converted.pt", "models/model_snn_finetuned.pt", "models/model_snn_t2.pt"]
 
 
 def meta() -> dict:
-    return json.loads(METADATA.read_text())
+    return json.loads(METADATA.read_text(encoding="utf-8"))
 
 
 @pytest.fixture
@@ -298,7 +298,7 @@ def test_one_version_everywhere():
 
     import bundle
 
-    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
-    metadata = json.loads((REPO / "configs" / "metadata.json").read_text())["version"]
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]["version"]
+    metadata = json.loads((REPO / "configs" / "metadata.json").read_text(encoding="utf-8"))["version"]
     assert pyproject == metadata == bundle.__version__
-    assert pyproject in json.loads((REPO / "configs" / "metadata.json").read_text())["changelog"]
+    assert pyproject in json.loads((REPO / "configs" / "metadata.json").read_text(encoding="utf-8"))["changelog"]

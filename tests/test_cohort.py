@@ -77,7 +77,7 @@ def test_two_workers_give_the_same_masks_and_a_killed_run_resumes(images, refere
     try:
         deadline = time.monotonic() + 300
         while run.poll() is None and time.monotonic() < deadline:  # kill it once the first image is recorded
-            if journal.is_file() and '"status": "ok"' in journal.read_text():
+            if journal.is_file() and '"status": "ok"' in journal.read_text(encoding="utf-8"):
                 os.killpg(run.pid, signal.SIGKILL)
                 break
             time.sleep(0.05)
@@ -188,7 +188,7 @@ def test_the_throughput_study_runs_on_a_few_images(decathlon, tmp_path):
                "--heads", "1", "--workers", "1", "2", "--model", "ann", "--out", str(out)]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(out.read_text())
+    result = json.loads(out.read_text(encoding="utf-8"))
     for name in ("task04_crops", "whole_heads"):
         runs = result["sets"][name]["runs"]
         assert set(runs) == {"1", "2"} and all(r["identical_to_first"] and r["failed"] == 0 for r in runs.values())

@@ -44,7 +44,7 @@ def test_flat_folder(tmp_path):
 
 def test_a_decathlon_folder_lists_all_cases(decathlon):
     pairs = find_pairs(decathlon)
-    assert len(pairs) == len(json.loads((decathlon / "dataset.json").read_text())["training"])
+    assert len(pairs) == len(json.loads((decathlon / "dataset.json").read_text(encoding="utf-8"))["training"])
 
 
 def test_missing_dataset_dir(tmp_path):
@@ -127,7 +127,7 @@ def test_synthetic_cases_look_like_task04(tmp_path):
     import nibabel as nib
 
     root = write_synthetic_dataset(tmp_path, 6, seed=2)
-    for entry in json.loads((root / "dataset.json").read_text())["training"]:
+    for entry in json.loads((root / "dataset.json").read_text(encoding="utf-8"))["training"]:
         image = np.asanyarray(nib.load(root / entry["image"]).dataobj)
         label = np.asanyarray(nib.load(root / entry["label"]).dataobj)
         assert image.shape == label.shape and 31 <= image.shape[0] <= 43 and 40 <= image.shape[1] <= 59
@@ -160,7 +160,7 @@ def test_training_seed_does_not_move_the_validation_split_and_split_seed_does(de
         parser = ConfigParser()
         parser.read_config(str(REPO / "configs" / "train.json"))
         parser.update({"bundle_root": str(REPO), "dataset_dir": str(decathlon), "output_dir": str(tmp_path), **overrides})
-        return sorted(d["image"] for d in parser.get_parsed_content("datalists")["val"])
+        return sorted(d["image"] for d in parser.get_parsed_content("context").datalists["val"])
 
     base = val_cases()
     assert base == val_cases(seed=1)  # another training seed keeps the shipped models' validation cases

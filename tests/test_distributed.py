@@ -62,7 +62,7 @@ def test_torchrun_two_processes_train_all_three_stages(tmp_path):
     _, settings = load_snn(ann, models / "model_snn_finetuned.pt")  # the refine round, in both processes too
     assert settings["timesteps"] == 1 and [r["timesteps"] for r in settings["finetuned_before"]] == [2]
     # the converted SNN's evaluation gathered both processes' validation cases into one table
-    rows = (out / "eval_snn_converted" / "val_mean_dice_raw.csv").read_text().strip().splitlines()[1:]
+    rows = (out / "eval_snn_converted" / "val_mean_dice_raw.csv").read_text(encoding="utf-8").strip().splitlines()[1:]
     assert len(rows) == 2 and len({r.split(",")[0] for r in rows}) == 2
     assert (out / "resume" / "ann" / "last.pt").is_file() and (out / "resume" / "finetune" / "best.pt").is_file()
     writers = {f.name.split(".")[-2] for f in (out / "tensorboard").rglob("events.out.tfevents.*")}

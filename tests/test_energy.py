@@ -110,4 +110,4 @@ def test_volumes_csv_and_metrics_csv_account_every_model(decathlon, tmp_path):
     metrics = next(csv.DictReader((tmp_path / "eval" / "metrics.csv").open()))
     assert metrics["energy_uj"] == ann["energy_uj"] and metrics["window"] == ann["window"]
     assert summary["window"] == [ann["window"]] and summary["energy_vs_ann"]["mean"] == 1.0
-    assert json.loads((tmp_path / "eval" / "summary.json").read_text())["windows"]["mean"] == 1
+    assert json.loads((tmp_path / "eval" / "summary.json").read_text(encoding="utf-8"))["windows"]["mean"] == 1

@@ -189,10 +189,10 @@ def test_model_snn_t2_is_the_t2_spiking_model_and_costs_less_than_snn(real_image
 def test_existing_masks_are_kept_unless_overwrite_is_asked(real_images, tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["segment", str(real_images), str(out), "--model", "ann", "--quiet"]) == 0
-    csv_before = (out / "volumes.csv").read_text()
+    csv_before = (out / "volumes.csv").read_text(encoding="utf-8")
     # a rerun: every mask is verified (image, mask and model unchanged) and kept
     assert main(["segment", str(real_images), str(out), "--model", "ann", "--quiet"]) == 0
-    assert (out / "volumes.csv").read_text() == csv_before
+    assert (out / "volumes.csv").read_text(encoding="utf-8") == csv_before
     target = out / f"{CASES[0]}.nii.gz"
     target.write_bytes(b"precious")  # stands for a mask the user corrected by hand
     capsys.readouterr()
@@ -359,7 +359,7 @@ def test_evaluate_writes_per_case_scores_summary_and_overlays(decathlon, tmp_pat
         if REAL_DATA:  # anatomy: only on real Task04
             assert float(r["dice_anterior"]) > 0.7 and float(r["dice_posterior"]) > 0.7
             assert 0 <= float(r["hd95_anterior_mm"]) < 10 and float(r["posterior_mm3_pred"]) > 0
-    summary = json.loads((out / "summary.json").read_text())
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     assert summary["cases_ok"] == 2 and 0 <= summary["mean_dice"] <= 1
     if REAL_DATA:
         assert summary["mean_dice"] > 0.7
@@ -432,5 +432,5 @@ def test_evaluate_refuses_labels_off_the_image_grid_or_with_other_values(decathl
     err = capsys.readouterr().err
     assert f"error: {data / 'labels' / 'shifted.nii.gz'}: its affine differs" in err
     assert f"error: {data / 'labels' / 'values.nii.gz'}: label values" in err
-    summary = json.loads((tmp_path / "eval" / "summary.json").read_text())  # strict JSON even with no case scored
+    summary = json.loads((tmp_path / "eval" / "summary.json").read_text(encoding="utf-8"))  # strict JSON even with no case scored
     assert summary["cases_failed"] == 2 and summary["mean_dice"] is None

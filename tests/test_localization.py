@@ -57,8 +57,8 @@ def test_assets_are_small_and_credited():
     files = {p.name: p.stat().st_size for p in ASSETS.iterdir()}
     assert {"COPYING", "README.md", "hippocampus_regions.json", "mni_icbm152_t1_2mm.nii.gz"} <= set(files)
     assert sum(files.values()) < 3 * 2**20
-    assert "McGill University" in (ASSETS / "COPYING").read_text()
-    regions = json.loads((ASSETS / "hippocampus_regions.json").read_text())["regions"]
+    assert "McGill University" in (ASSETS / "COPYING").read_text(encoding="utf-8")
+    regions = json.loads((ASSETS / "hippocampus_regions.json").read_text(encoding="utf-8"))["regions"]
     # CerebrA 48 = right hippocampus at x = +26 mm (RAS), 99 = left at x = -26 mm
     assert regions["right"]["cerebra_label"] == 48 and regions["right"]["centroid_ras_mm"][0] == pytest.approx(
         25.9, abs=0.5

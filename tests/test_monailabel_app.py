@@ -196,9 +196,9 @@ def server(task04, tmp_path_factory) -> Server:
         url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + START_TIMEOUT_S
         while True:
             if proc.poll() is not None:
-                pytest.fail(f"the server stopped (exit {proc.returncode}) before answering:\n{log.read_text()[-4000:]}")
+                pytest.fail(f"the server stopped (exit {proc.returncode}) before answering:\n{log.read_text(encoding='utf-8')[-4000:]}")
             if time.monotonic() > deadline:
-                pytest.fail(f"no answer from the server within {START_TIMEOUT_S} s:\n{log.read_text()[-4000:]}")
+                pytest.fail(f"no answer from the server within {START_TIMEOUT_S} s:\n{log.read_text(encoding='utf-8')[-4000:]}")
             try:
                 if request(f"{url}/info/", timeout=5)[0] == 200:
                     break
@@ -602,7 +602,7 @@ def test_refusals_at_start_are_one_line_without_traceback(tmp_path):
             proc.wait(timeout=START_TIMEOUT_S)
         finally:
             stop(proc)
-        log = (tmp_path / name / "server.log").read_text()
+        log = (tmp_path / name / "server.log").read_text(encoding="utf-8")
         errors = [line for line in log.splitlines() if line.startswith("error: ")]
         assert proc.returncode == 2, (name, proc.returncode, log[-3000:])
         assert len(errors) == 1 and all(part in errors[0] for part in cases[name][1]), log[-3000:]
@@ -619,7 +619,7 @@ def test_conf_picks_models_in_order_and_names_what_is_missing(tmp_path):
     ann = REPO / "models" / "model_ann.pt"
     assert configs.model_choices({"models": "ann", "ann_ckpt": str(ann)})[0].checkpoint == ann.resolve()
     every = configs.model_choices({"models": "all"})  # the T=2 model is served like the others
-    assert [c.name for c in every] == ["snn", "snn_t2", "snn_converted", "ann"]
+    assert [c.name for c in every] == ["snn", "snn_t2", "snn_converted", "ann", "ann_int8"]
     assert every[1].checkpoint.name == "model_snn_t2.pt" and "energy" in every[1].description
     with pytest.raises(InputError, match="choose from"):
         configs.model_choices({"models": "snn,unet"})
@@ -663,7 +663,7 @@ def test_the_app_serves_the_settings_of_its_inference_config(task04, tmp_path):
 
     from bundle.inference.settings import InferenceSettings
 
-    config = json.loads((REPO / "configs" / "inference.json").read_text())
+    config = json.loads((REPO / "configs" / "inference.json").read_text(encoding="utf-8"))
     config.update(localize="on", amp=True, neuron_kernel="eager")
     path = tmp_path / "inference.json"
     path.write_text(json.dumps(config))

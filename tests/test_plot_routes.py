@@ -32,7 +32,7 @@ def _plot(tmp_path: Path, route: Path, direct: Path) -> dict:
     assert r.returncode == 0, r.stderr
     assert "three stages: best 0.8500" in r.stdout and "direct: best 0.1000" in r.stdout
     assert out.stat().st_size > 10_000
-    return json.loads(out.with_suffix(".json").read_text())
+    return json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))
 
 
 def test_curves_and_conversion_time_from_stage_records(tmp_path):

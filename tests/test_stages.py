@@ -18,7 +18,7 @@ def test_a_stage_is_skipped_only_while_its_files_paths_and_settings_are_unchange
     calls = []
     Stages(tmp_path / "resume", resume=False).run("convert", lambda: (tmp_path / "model.pt").write_bytes(b"snn"),
                                                   _spec(tmp_path))  # fmt: skip
-    record = json.loads((tmp_path / "resume" / "convert" / "done.json").read_text())
+    record = json.loads((tmp_path / "resume" / "convert" / "done.json").read_text(encoding="utf-8"))
     assert record["settings"] == {"epochs": 2} and len(record["inputs"]) == len(record["outputs"]) == 1
 
     def run(spec, resume=True):

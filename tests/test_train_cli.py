@@ -252,7 +252,7 @@ def test_killed_in_finetuning_resumes_without_undoing_finished_stages(trained, t
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert last.exists(), (tmp_path / "killed.log").read_text()[-3000:]
+    assert last.exists(), (tmp_path / "killed.log").read_text(encoding="utf-8")[-3000:]
     assert not (tmp_path / "resume" / "finetune" / "done.json").exists(), "killed too late: fine-tuning had finished"
     models = tmp_path / "models"
     before = {name: (models / name).read_bytes() for name in ("model_ann.pt", "model_snn_converted.pt")}

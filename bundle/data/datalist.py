@@ -70,7 +70,7 @@ def _stem(path: Path) -> str:
 def _from_decathlon(root: Path) -> list[dict]:
     manifest = root / "dataset.json"
     try:
-        entries = json.loads(manifest.read_text())["training"]
+        entries = json.loads(manifest.read_text(encoding="utf-8"))["training"]
     except (json.JSONDecodeError, KeyError, TypeError) as e:
         raise DatasetError(f"{manifest}: not a Decathlon dataset.json with a 'training' list ({e}).") from e
     pairs = []

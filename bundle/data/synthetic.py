@@ -89,7 +89,7 @@ def write_synthetic_dataset(out_dir: str | Path, num_cases: int = 24, seed: int 
     stamp = {"num_cases": int(num_cases), "seed": int(seed), "version": _GENERATOR_VERSION}
     if manifest.is_file():
         try:
-            if json.loads(manifest.read_text()).get("synthetic") == stamp:
+            if json.loads(manifest.read_text(encoding="utf-8")).get("synthetic") == stamp:
                 return out
         except json.JSONDecodeError:
             pass

@@ -178,7 +178,7 @@ def evaluate_folder(
             except Exception as e:  # noqa: BLE001 - this case's failure only
                 record_failure(row, image, e)
             rows.append(row)
-    with (out / "metrics.csv").open("w", newline="") as f:
+    with (out / "metrics.csv").open("w", newline="", encoding="utf-8") as f:
         w = csv.DictWriter(f, fieldnames=METRIC_FIELDS, extrasaction="ignore")
         w.writeheader()
         w.writerows(rows)

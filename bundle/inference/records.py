@@ -197,7 +197,7 @@ def read_table(path: Path) -> dict[str, dict]:
     if not path.is_file():
         return {}
     try:
-        with path.open(newline="") as f:
+        with path.open(newline="", encoding="utf-8") as f:
             rows = list(csv.DictReader(f))
     except (OSError, csv.Error, UnicodeDecodeError) as e:
         raise InputError(f"{path}: unreadable ({type(e).__name__}: {e}); move it away to start a new one.") from None
@@ -213,7 +213,7 @@ def write_table(path: Path, table: dict[str, dict]) -> str | None:
     """
     partial = path.with_name(f".{path.name}.partial")
     try:
-        with partial.open("w", newline="") as f:
+        with partial.open("w", newline="", encoding="utf-8") as f:
             w = csv.DictWriter(f, fieldnames=CSV_FIELDS, extrasaction="ignore")
             w.writeheader()
             w.writerows(table[k] for k in sorted(table))

@@ -84,7 +84,7 @@ class ResultTable:
         self.rows[case] = row
         self._dirty = True
         try:
-            with self.journal.open("a") as f:
+            with self.journal.open("a", encoding="utf-8") as f:
                 f.write(json.dumps({"t": time.time(), "row": row}, default=str) + "\n")
         except OSError as e:
             self._fail(f"{self.journal}: cannot write ({e.strerror or e}); a killed run may redo this image.")

@@ -16,7 +16,7 @@ import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from multiprocessing import get_context
+from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
 
 from bundle.inference.inputs import load_image
@@ -109,7 +109,7 @@ def settings_segmenter(settings: InferenceSettings, device: str | None = None) -
     return _SEGMENTERS[key]
 
 
-def _start_worker(threads: int) -> None:
+def _start_worker(threads: int, settings: InferenceSettings) -> None:
     import torch
 
     from bundle.runtime import tune_allocator
@@ -117,6 +117,10 @@ def _start_worker(threads: int) -> None:
     os.environ["OMP_NUM_THREADS"] = str(threads)
     torch.set_num_threads(threads)
     tune_allocator()
+    try:  # the model loaded before the first image comes; a failure is reported per image by _run, as inline
+        settings_segmenter(settings)
+    except Exception:  # noqa: BLE001
+        pass
 
 
 def _run(settings: InferenceSettings, task: ImageTask) -> tuple[dict, bool]:
@@ -124,8 +128,13 @@ def _run(settings: InferenceSettings, task: ImageTask) -> tuple[dict, bool]:
 
 
 class ProcessExecutor:
-    """``workers`` processes of ``concurrent.futures`` (spawned: no forked torch state), each with
-    ``threads`` torch threads (default: its share of this process's cores) and the model loaded once.
+    """``workers`` processes of ``concurrent.futures``, each with ``threads`` torch threads (default: its share
+    of this process's cores) and the model loaded once.
+
+    Workers come from a fork server that has imported this module (torch, MONAI, SpikingJelly) once: a fork
+    of it starts in a fraction of a second, where a spawned worker spends seconds importing (on 2 cores two
+    spawned workers' start-up cost more than the second worker saved on 24 crops), and none inherits the
+    parent's torch threads, which a plain fork would. Spawn where there is no fork server (Windows).
 
     A worker that dies (killed, out of memory) fails the images it held, each with one line; the pool is
     started again for the rest.
@@ -138,8 +147,13 @@ class ProcessExecutor:
         self._pool = self._start()
 
     def _start(self) -> ProcessPoolExecutor:
+        if "forkserver" in get_all_start_methods():
+            context = get_context("forkserver")
+            context.set_forkserver_preload([__name__])
+        else:
+            context = get_context("spawn")
         return ProcessPoolExecutor(
-            self.workers, mp_context=get_context("spawn"), initializer=_start_worker, initargs=(self.threads,)
+            self.workers, mp_context=context, initializer=_start_worker, initargs=(self.threads, self.settings)
         )
 
     def submit(self, task: ImageTask) -> Future:

@@ -56,7 +56,7 @@ def _read(name: str, pixel: int) -> sitk.Image:
 @lru_cache(maxsize=1)
 def load_template() -> Template:
     """The template (read once per process; treat the images as read-only)."""
-    info = json.loads((ASSETS / REGIONS_FILE).read_text())["regions"]
+    info = json.loads((ASSETS / REGIONS_FILE).read_text(encoding="utf-8"))["regions"]
     regions = {}
     for side in SIDES:
         r = info[side]

@@ -88,7 +88,7 @@ class ProgressLogger:
     def _write_history(self, epoch: int, last_loss: float, seconds: float) -> None:
         rows = []
         if self.history_file.is_file() and epoch > 1:
-            with self.history_file.open(newline="") as f:
+            with self.history_file.open(newline="", encoding="utf-8") as f:
                 rows = [r for r in csv.DictReader(f) if int(r["epoch"]) < epoch]
         metric = ""
         if self.evaluator is not None and self.evaluator.state.metrics:
@@ -98,7 +98,7 @@ class ProgressLogger:
         rows.append(dict(zip(self.FIELDS, (epoch, repr(mean), repr(last_loss), metric, f"{seconds:.2f}"))))
         self.history_file.parent.mkdir(parents=True, exist_ok=True)
         partial = self.history_file.with_name(f".{self.history_file.name}.partial")
-        with partial.open("w", newline="") as f:
+        with partial.open("w", newline="", encoding="utf-8") as f:
             writer = csv.DictWriter(f, fieldnames=self.FIELDS)
             writer.writeheader()
             writer.writerows(rows)
@@ -121,7 +121,7 @@ def read_history(path: str | Path) -> list[dict]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such history file")
-    with path.open(newline="") as f:
+    with path.open(newline="", encoding="utf-8") as f:
         return [
             {
                 "epoch": int(r["epoch"]),

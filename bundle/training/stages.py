@@ -56,7 +56,7 @@ class Stages:
         same settings (e.g. more epochs asked for now: not finished). Else None."""
         path = self.record_file(stage)
         try:
-            record = json.loads(path.read_text())
+            record = json.loads(path.read_text(encoding="utf-8"))
             files = {**record["inputs"], **record["outputs"]}
         except (OSError, ValueError, KeyError, TypeError):
             return None
@@ -114,7 +114,7 @@ class Stages:
         started = self.root / stage / "started.json"
         current = {str(Path(p).resolve()): file_sha256(p) for p in inputs if Path(p).is_file()}
         try:
-            before = json.loads(started.read_text())
+            before = json.loads(started.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             before = None
         stale = [self.root / stage / name for name in ("last.pt", "best.pt") if (self.root / stage / name).is_file()]
