@@ -137,6 +137,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     (:class:`bundle.inference.settings.InferenceSettings`, validated; read after parsing so that
     ``hippo-snn --help`` answers at once)."""
     args = _parser().parse_args(argv)
+    if (getattr(args, "workers", None) or 1) > 1 and getattr(args, "engine", None) in (None, "local"):
+        from bundle.inference.processes import start_fork_server
+
+        start_fork_server()  # the workers' imports overlap this process's own (MONAI's, from here on)
     from bundle.inference.settings import InferenceSettings
 
     args.settings = InferenceSettings.from_config(
@@ -159,13 +163,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s", stream=sys.stderr, force=True
     )
+    s = args.settings
     # imported here so that `hippo-snn --help` answers at once
     from bundle.inference.cohort import segment_cohort
     from bundle.inference.evaluate import evaluate_folder
     from bundle.runtime import tune_allocator
 
     tune_allocator()
-    s = args.settings
     try:
         device = s.resolved_device()
         if args.command == "segment":  # the model is loaded there: in workers, or here for one process

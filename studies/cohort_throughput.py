@@ -15,7 +15,10 @@ worker count. Per set and worker count it prints and writes:
 - seconds per image, in the workers, split into read, register (whole heads), network, write (mask, its hash)
   and the rest (pre-processing, paste back, reports);
 - whether the masks are byte-identical to the 1-worker run's (their SHA-256);
-- the projected time for 10,000 whole heads: start-up + 10,000 / the steady whole-head rate.
+- the projected time for 10,000 whole heads: start-up + 10,000 / the steady whole-head rate;
+- the user's command, ``hippo-snn segment IN OUT --workers N``, timed from outside (``command``: the median
+  of ``--repeats`` runs, worker counts alternating, before this process computes anything): what a user
+  waits for, Python's start and the imports included, its masks checked against the first run's.
 
 Measure on an otherwise idle machine: numbers taken beside another job are not throughput.
 """
@@ -27,6 +30,7 @@ import csv
 import json
 import platform
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -35,7 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 
 from bundle.inference.cohort import segment_cohort  # noqa: E402
 from bundle.inference.settings import InferenceSettings  # noqa: E402
@@ -98,6 +103,22 @@ def run(images: Path, out: Path, settings: InferenceSettings) -> dict:
     }
 
 
+def command_run(images: Path, out: Path, settings: InferenceSettings) -> dict:
+    """The user's command, ``hippo-snn segment IN OUT --workers N``, timed from outside: Python's start, the
+    imports, the model loads and the workers' start-up included."""
+    command = [sys.executable, "-m", "bundle.cli", "segment", str(images), str(out), "--workers",
+               str(settings.workers), "--engine", settings.engine, "--model", settings.model, "--device",
+               settings.device or "cpu", "--quiet"]  # fmt: skip
+    start = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, check=False, cwd=REPO)
+    wall = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"error: {' '.join(command)} failed:\n{done.stderr[-2000:]}")
+    with (out / "volumes.csv").open(newline="", encoding="utf-8") as f:
+        masks = {r["case"]: r["mask_sha256"] for r in csv.DictReader(f) if r["status"] == "ok"}
+    return {"wall_s": round(wall, 2), "images_per_s": round(len(masks) / wall, 4), "masks": masks}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--crops", type=Path, default=None, help="a Task04 folder (imagesTr/); left out: no crop set")
@@ -107,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default="snn", help="the model (default snn, the shipped default)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--engine", default="local", choices=["local", "ray"])
+    p.add_argument("--repeats", type=int, default=3, help="runs of each command, alternating (median; default 3)")
     p.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temporary one, removed)")
     p.add_argument("--out", type=Path, default=None, help="write the figures as JSON here (e.g. docs/cohort/...)")
     args = p.parse_args(argv)
@@ -130,18 +152,39 @@ def main(argv: list[str] | None = None) -> int:
         "sets": {},
     }
     try:
+        # the commands first, alternating worker counts, while this process has not computed anything yet
+        commands = {name: {} for name in sets}
+        for name, images in sets.items():
+            for repeat in range(args.repeats):
+                for workers in args.workers:
+                    out = work / "out" / f"{name}_{workers}_command{repeat}"
+                    c = command_run(images, out, base.replace(workers=workers))
+                    shutil.rmtree(out, ignore_errors=True)
+                    kept = commands[name].setdefault(workers, {**c, "runs_s": []})
+                    kept["runs_s"].append(c["wall_s"])
+            for c in commands[name].values():
+                c["wall_s"] = float(np.median(c["runs_s"]))
+                c["images_per_s"] = round(len(c["masks"]) / c["wall_s"], 4)
         for name, images in sets.items():
             runs = {}
             for workers in args.workers:
                 r = run(images, work / "out" / f"{name}_{workers}", base.replace(workers=workers))
                 reference = next(iter(runs.values()), r)["masks"]
                 r["identical_to_first"] = r["masks"] == reference
+                c = commands[name][workers]
+                r["command"] = {"wall_s": c["wall_s"], "images_per_s": c["images_per_s"], "runs_s": c["runs_s"],
+                                "identical_to_first": c["masks"] == reference}  # fmt: skip
                 runs[workers] = r
                 split = ", ".join(f"{k} {v:.2f}" for k, v in r["split_s"].items())
                 print(
                     f"{name}: {workers} worker(s): {r['images']} images in {r['wall_s']:.1f} s = {r['images_per_s']:.3f}/s "
                     f"(steady {r['steady_images_per_s']:.3f}/s, start-up {r['startup_s']} s); per image in a worker "
                     f"{r['seconds_per_image']:.2f} s ({split}); masks identical to the first run: {r['identical_to_first']}"
+                )
+                print(
+                    f"  the command (hippo-snn segment --workers {workers}): {r['command']['wall_s']:.1f} s (median of "
+                    f"{r['command']['runs_s']}), "
+                    f"{r['command']['images_per_s']:.3f}/s; masks identical: {r['command']['identical_to_first']}"
                 )
             for r in runs.values():
                 r.pop("masks")

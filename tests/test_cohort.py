@@ -185,12 +185,13 @@ def test_a_whole_head_registers_the_same_in_any_process():
 def test_the_throughput_study_runs_on_a_few_images(decathlon, tmp_path):
     out = tmp_path / "throughput.json"
     command = [sys.executable, str(REPO / "studies" / "cohort_throughput.py"), "--crops", str(decathlon), "--n", "2",
-               "--heads", "1", "--workers", "1", "2", "--model", "ann", "--out", str(out)]  # fmt: skip
+               "--heads", "1", "--workers", "1", "2", "--model", "ann", "--repeats", "1", "--out", str(out)]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(out.read_text(encoding="utf-8"))
     for name in ("task04_crops", "whole_heads"):
         runs = result["sets"][name]["runs"]
         assert set(runs) == {"1", "2"} and all(r["identical_to_first"] and r["failed"] == 0 for r in runs.values())
+        assert all(r["command"]["identical_to_first"] and r["command"]["wall_s"] > 0 for r in runs.values())
         assert set(runs["1"]["split_s"]) == {"read", "register", "network", "write", "other"}
     assert result["sets"]["whole_heads"]["runs"]["2"]["projected_10000_heads_h"] > 0

@@ -16,11 +16,11 @@ import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
 
 from bundle.inference.inputs import load_image
 from bundle.inference.outputs import write_mask, write_qc
+from bundle.inference.processes import worker_context
 from bundle.inference.records import describe, failure_message, file_sha256
 from bundle.inference.settings import InferenceSettings
 from bundle.inference.volume import VolumeSegmenter
@@ -131,10 +131,10 @@ class ProcessExecutor:
     """``workers`` processes of ``concurrent.futures``, each with ``threads`` torch threads (default: its share
     of this process's cores) and the model loaded once.
 
-    Workers come from a fork server that has imported this module (torch, MONAI, SpikingJelly) once: a fork
-    of it starts in a fraction of a second, where a spawned worker spends seconds importing (on 2 cores two
-    spawned workers' start-up cost more than the second worker saved on 24 crops), and none inherits the
-    parent's torch threads, which a plain fork would. Spawn where there is no fork server (Windows).
+    Workers come from a fork server that has imported this module once (:mod:`bundle.inference.processes`;
+    the CLI starts it before its own imports, so the two overlap) and all start, loading their model, before
+    the first image is given out. (Segmenting in the parent while they start was tried: on 2 cores a third
+    busy process cost 2.7 s on 24 crops.)
 
     A worker that dies (killed, out of memory) fails the images it held, each with one line; the pool is
     started again for the rest.
@@ -147,14 +147,12 @@ class ProcessExecutor:
         self._pool = self._start()
 
     def _start(self) -> ProcessPoolExecutor:
-        if "forkserver" in get_all_start_methods():
-            context = get_context("forkserver")
-            context.set_forkserver_preload([__name__])
-        else:
-            context = get_context("spawn")
-        return ProcessPoolExecutor(
-            self.workers, mp_context=context, initializer=_start_worker, initargs=(self.threads, self.settings)
+        pool = ProcessPoolExecutor(
+            self.workers, mp_context=worker_context(), initializer=_start_worker, initargs=(self.threads, self.settings)
         )
+        for _ in range(self.workers):  # the pool forks a process per waiting call: all start (and load) now
+            pool.submit(os.getpid)
+        return pool
 
     def submit(self, task: ImageTask) -> Future:
         try:
