@@ -192,5 +192,13 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+def entry() -> None:
+    """The ``hippo-snn`` command: :func:`main`, then a quick exit (:func:`bundle.runtime.exit_now`)."""
+    code = main()
+    from bundle.runtime import exit_now
+
+    exit_now(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

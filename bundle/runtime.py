@@ -8,12 +8,14 @@ freed blocks stay on the heap for reuse. ``MALLOC_MMAP_THRESHOLD_`` set in the e
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import ctypes.util
 import logging
 import os
+import sys
 
-__all__ = ["tune_allocator"]
+__all__ = ["exit_now", "tune_allocator"]
 
 logger = logging.getLogger(__name__)
 
@@ -34,3 +36,16 @@ def tune_allocator() -> bool:
     ok = mallopt(_M_TRIM_THRESHOLD, 4 * _MAX_MMAP_THRESHOLD) == 1 and ok
     logger.debug(f"glibc mmap threshold {'raised to 32 MiB' if ok else 'unchanged'}")
     return ok
+
+
+def exit_now(code: int) -> None:
+    """End a command-line process: the exit handlers run (pools, Ray, logging), files are flushed, and the
+    interpreter's teardown is skipped: with torch and MONAI loaded it took 2-4 s on the 2-core CPU, after the
+    work was done. For processes that end here only (the CLI, the fork server), never inside a library call."""
+    atexit._run_exitfuncs()  # the public way (sys.exit) would also run the teardown
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # closed, or a broken pipe: nothing left to say
+            pass
+    os._exit(code)

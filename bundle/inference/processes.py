@@ -14,6 +14,7 @@ from multiprocessing.context import BaseContext
 __all__ = ["start_fork_server", "worker_context"]
 
 WORKER_MODULE = "bundle.inference.workers"
+_SERVER_ONLY = "bundle.inference.fork_server_exit"
 
 
 def worker_context() -> BaseContext:
@@ -21,7 +22,7 @@ def worker_context() -> BaseContext:
     if "forkserver" not in get_all_start_methods():
         return get_context("spawn")
     context = get_context("forkserver")
-    context.set_forkserver_preload([WORKER_MODULE])
+    context.set_forkserver_preload([WORKER_MODULE, _SERVER_ONLY])
     return context
 
 
