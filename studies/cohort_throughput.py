@@ -1,7 +1,8 @@
 """Cohort throughput: images per second with 1, 2, ... workers, the time for 10,000 whole heads, and where it goes.
 
     python studies/cohort_throughput.py --crops ../shared/data/Task04_Hippocampus --n 24 --heads 8 \\
-        --workers 1 2 --out docs/cohort/throughput_cpu.json
+        --workers 1 2 --repeats 5 --out docs/cohort/throughput_cpu.json
+    python studies/cohort_throughput.py --render docs/cohort/throughput_cpu.json   # README's measured line
     python studies/cohort_throughput.py ... --device cuda --workers 1 2 4 --out docs/cohort/throughput_cuda.json
 
 Runs ``hippo-snn segment``'s own code (:func:`bundle.inference.cohort.segment_cohort`) on two sets: ``--n`` Task04
@@ -41,6 +42,8 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+README = REPO / "README.md"
+BEGIN, END = "<!-- cohort:begin -->", "<!-- cohort:end -->"  # the README's measured line, on one line
 
 from bundle.inference.cohort import segment_cohort  # noqa: E402
 from bundle.inference.settings import InferenceSettings  # noqa: E402
@@ -107,8 +110,8 @@ def command_run(images: Path, out: Path, settings: InferenceSettings) -> dict:
     """The user's command, ``hippo-snn segment IN OUT --workers N``, timed from outside: Python's start, the
     imports, the model loads and the workers' start-up included."""
     command = [sys.executable, "-m", "bundle.cli", "segment", str(images), str(out), "--workers",
-               str(settings.workers), "--engine", settings.engine, "--model", settings.model, "--device",
-               settings.device or "cpu", "--quiet"]  # fmt: skip
+               str(settings.workers), "--engine", settings.engine, "--model", settings.model, "--kernel",
+               settings.neuron_kernel, "--device", settings.device or "cpu", "--quiet"]  # fmt: skip
     start = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, check=False, cwd=REPO)
     wall = time.perf_counter() - start
@@ -128,10 +131,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default="snn", help="the model (default snn, the shipped default)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--engine", default="local", choices=["local", "ray"])
+    p.add_argument("--kernel", default="compiled", choices=["compiled", "eager"], help="SNN neuron step (default compiled)")
     p.add_argument("--repeats", type=int, default=3, help="runs of each command, alternating (median; default 3)")
     p.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temporary one, removed)")
     p.add_argument("--out", type=Path, default=None, help="write the figures as JSON here (e.g. docs/cohort/...)")
+    p.add_argument("--render", type=Path, default=None, help="only render README's line from this JSON")
     args = p.parse_args(argv)
+    if args.render is not None:
+        README.write_text(render_readme(json.loads(args.render.read_text(encoding="utf-8"))), encoding="utf-8")
+        print(f"rendered {README}")
+        return 0
 
     work = args.work or Path(tempfile.mkdtemp(prefix="cohort_throughput_"))
     sets = {}
@@ -141,7 +150,9 @@ def main(argv: list[str] | None = None) -> int:
         sets["whole_heads"] = whole_heads(work / "in" / "heads", args.heads)
     if not sets:
         p.error("nothing to run: give --crops and/or --heads N")
-    base = InferenceSettings.from_config(model=args.model, device=args.device, engine=args.engine)
+    base = InferenceSettings.from_config(
+        model=args.model, device=args.device, engine=args.engine, neuron_kernel=args.kernel
+    )
     result = {
         "date": date.today().isoformat(),
         "command": "python studies/cohort_throughput.py " + " ".join(sys.argv[1:] if argv is None else argv),
@@ -149,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         "device": args.device,
         "model": args.model,
         "engine": args.engine,
+        "kernel": args.kernel,
         "sets": {},
     }
     try:
@@ -199,9 +211,37 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(work, ignore_errors=True)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
         print(f"wrote {args.out}")
     return 0
+
+
+def summary(result: dict) -> str:
+    """The README's line: each set's command (median) per worker count, and the 10,000-head projection."""
+    sets = result["sets"]
+    workers = list(next(iter(sets.values()))["runs"])
+    names = {"task04_crops": "Task04 crops", "whole_heads": "whole heads"}
+    parts = [
+        f"{s['runs'][workers[0]]['images']} {names[name]} "
+        + " / ".join(f"{s['runs'][w]['command']['wall_s']:.1f}" for w in workers)
+        + " s"
+        for name, s in sets.items()
+    ]
+    if "whole_heads" in sets:
+        hours = " / ".join(f"{sets['whole_heads']['runs'][w]['projected_10000_heads_h']:.1f}" for w in workers)
+        parts.append(f"10,000 whole heads about {hours} h")
+    return (
+        f"Measured ({result['date']}, {result['machine'].split(',')[1].strip()}, {result['model']}, "
+        f"`--workers {' / '.join(workers)}`): " + "; ".join(parts) + '; `docs/RESULTS.md`, "Cohorts".'
+    )
+
+
+def render_readme(result: dict, readme: Path = README) -> str:
+    """``readme``'s text with the line between the cohort markers replaced by :func:`summary`."""
+    text = readme.read_text(encoding="utf-8")
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    return f"{head}{BEGIN}{summary(result)}{END}{tail}"
 
 
 if __name__ == "__main__":

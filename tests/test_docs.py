@@ -23,3 +23,15 @@ def test_the_table_names_every_model_with_its_dice():
     block = PAGES[0].read_text(encoding="utf-8").split(BEGIN)[1].split(END)[0]
     for m in results["models"]:
         assert f"`{m['model']}`" in block and f"{m['mean_dice']:.4f}" in block
+
+
+def test_the_readmes_cohort_figures_are_the_throughput_studys():
+    from studies import cohort_throughput
+
+    result = json.loads((REPO / "docs" / "cohort" / "throughput_cpu.json").read_text(encoding="utf-8"))
+    readme = cohort_throughput.README.read_text(encoding="utf-8")
+    assert readme == cohort_throughput.render_readme(result), "run studies/cohort_throughput.py --render ..."
+    line = cohort_throughput.summary(result)
+    for name in ("task04_crops", "whole_heads"):
+        for run in result["sets"][name]["runs"].values():
+            assert f"{run['command']['wall_s']:.1f}" in line
