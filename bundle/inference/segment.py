@@ -161,6 +161,7 @@ def fingerprint(network: nn.Module, inferer: Inferer, info: dict, amp: bool, loc
     return model_fingerprint(
         info, as_bool(amp, "amp"), localize=localize, roi_size=list(getattr(inferer, "roi_size", []) or []),
         overlap=getattr(inferer, "overlap", None), inferer=type(inferer).__name__, **adaptive_settings(network),
+        **({"mirror": True} if info.get("mirror") else {}),  # absent when off: earlier fingerprints stay valid
     )  # fmt: skip
 
 

@@ -32,6 +32,8 @@ class InferenceSettings:
         multi_step, neuron_kernel: how SNN neurons step (``compiled`` or ``eager``).
         amp: mixed precision (bfloat16 on CPUs that have it, float16 on CUDA).
         localize: ``auto``, ``on`` or ``off`` (whole heads); ``qc``: QC picture per image.
+        mirror: also segment each window mirrored left-right and average (twice the compute and energy;
+            :mod:`bundle.networks.mirroring`).
         adaptive, patience, tolerance: adaptive T for SNNs (``off`` or ``stable``).
         device: ``cpu``, ``cuda``, ``cuda:N`` or None (CUDA where present).
         workers: processes that share a batch (1: this one; each gets its share of the cores), or Ray tasks
@@ -58,6 +60,7 @@ class InferenceSettings:
     amp: bool = False
     localize: str = "auto"
     qc: bool = False
+    mirror: bool = False
     adaptive: str = "off"
     patience: int = 1
     tolerance: float = 1e-3
@@ -93,7 +96,7 @@ class InferenceSettings:
         set_(self, "timesteps", whole("timesteps", 1, optional=True))
         set_(self, "patience", whole("patience", 1))
         set_(self, "sw_batch_size", whole("sw_batch_size", 1))
-        for key in ("multi_step", "amp", "qc"):
+        for key in ("multi_step", "amp", "qc", "mirror"):
             set_(self, key, as_bool(getattr(self, key), key))
         if not 0.0 <= float(self.tolerance) < 1.0:
             raise InputError(f"tolerance {self.tolerance!r}: must be a fraction in [0, 1).")
@@ -133,15 +136,21 @@ class InferenceSettings:
         return check_device(self.device or ("cuda" if gpu else "cpu"))
 
     def load(self, device=None):
-        """``(network, info)`` of :func:`bundle.inference.models.load_model` for these settings."""
+        """``(network, info)`` of :func:`bundle.inference.models.load_model` for these settings (mirrored with
+        ``mirror``)."""
         from bundle.inference.models import load_model
 
-        return load_model(
+        network, info = load_model(
             self.model, models_dir=self.models_dir, ckpt=self.ckpt, timesteps=self.timesteps,
             device=device or self.resolved_device(), spatial_dims=self.spatial_dims, channels=self.channels,
             multi_step=self.multi_step, kernel=self.neuron_kernel, adaptive=self.adaptive, patience=self.patience,
             tolerance=self.tolerance,
         )  # fmt: skip
+        if not self.mirror:
+            return network, info
+        from bundle.networks.mirroring import Mirrored
+
+        return Mirrored(network).eval(), {**info, "mirror": True}
 
     def inferer(self):
         """The sliding-window inferer of these settings (:func:`bundle.inference.inferers.make_inferer`)."""
