@@ -656,7 +656,7 @@ def test_host_rule(argv, conf, refused):
 
 
 def test_the_app_serves_the_settings_of_its_inference_config(task04, tmp_path):
-    """--conf inference_config: the app's tasks run with that config's localize, amp and kernel (hippo-snn's
+    """--conf inference_config: the app's tasks run with that config's localize, amp, mirror and kernel (hippo-snn's
     settings object), so changing the config changes what a request gets."""
     pytest.importorskip("monailabel")
     from fastapi import HTTPException
@@ -664,7 +664,7 @@ def test_the_app_serves_the_settings_of_its_inference_config(task04, tmp_path):
     from bundle.inference.settings import InferenceSettings
 
     config = json.loads((REPO / "configs" / "inference.json").read_text(encoding="utf-8"))
-    config.update(localize="on", amp=True, neuron_kernel="eager")
+    config.update(localize="on", amp=True, neuron_kernel="eager", mirror=True)
     path = tmp_path / "inference.json"
     path.write_text(json.dumps(config))
     configs, infers = app_lib("configs.segmentation"), app_lib("infers.segmentation")
@@ -676,6 +676,7 @@ def test_the_app_serves_the_settings_of_its_inference_config(task04, tmp_path):
     changed = infers.BundleSegmentation(choice, InferenceSettings.from_config(path))
     segmenter, _ = changed._segmenter("cpu")
     assert segmenter.localize == "on" and changed.settings.amp is True and changed.settings.neuron_kernel == "eager"
+    assert changed._segmenter("cpu")[1]["mirror"] is True  # served mirrored (bundle.networks.mirroring)
     from bundle.networks.precision import fast_bfloat16
 
     assert segmenter.amp["enabled"] == fast_bfloat16("cpu")  # bfloat16 where the CPU has the units for it
