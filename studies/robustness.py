@@ -33,7 +33,7 @@ from bundle.data.standardization import standardize
 from bundle.data.transforms import RAS_LABELS
 from bundle.inference.confidence import confidence
 from bundle.inference.inferers import make_inferer
-from bundle.inference.models import load_model
+from bundle.inference.models import load_model, mirrored
 from studies import dataset_dir
 
 
@@ -64,6 +64,7 @@ def main() -> None:
     parser.add_argument("--out", default="docs/robustness/robustness.json")
     parser.add_argument("--plot", default=None, help="PNG (default: the JSON's name with .png)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--mirror", action="store_true", help="mirroring at inference (the mirror setting)")
     args = parser.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
 
@@ -84,6 +85,7 @@ def main() -> None:
     models = []
     for label, kind, path in parse_models(args.models):
         network, info = load_model(kind, ckpt=path, kernel="eager")
+        network, info = mirrored(network, info) if args.mirror else (network, info)
         standardization = args.standardization or info["standardization"]
         models.append((label, network, info, standardization))
     inferer = make_inferer(3, [48, 64, 48], window="fit", divisor=8)
@@ -91,6 +93,7 @@ def main() -> None:
         "date": date.today().isoformat(),
         "command": "studies/robustness.py " + " ".join(sys.argv[1:]),
         "split": args.split,
+        "mirror": args.mirror,
         "cases": len(data),
         "shifts": {name: SHIFTS[name][0] for name in shifts},
         "models": {

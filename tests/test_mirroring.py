@@ -39,6 +39,16 @@ def test_a_mirrored_network_costs_two_passes(mirrored):
     assert monitor.totals()["macs"] == pytest.approx(2 * dense_macs(net.network, x[:1]))
 
 
+def test_a_mirrored_model_is_judged_by_its_mirrored_confidence_floor():
+    from bundle.inference.catalog import CONFIDENCE_FLOORS, MIRRORED_CONFIDENCE_FLOORS
+
+    assert set(MIRRORED_CONFIDENCE_FLOORS) == set(CONFIDENCE_FLOORS)
+    _, plain = InferenceSettings.from_config(model="snn", device="cpu").load()
+    _, info = InferenceSettings.from_config(model="snn", device="cpu", mirror=True).load()
+    assert plain["confidence_floor"] == CONFIDENCE_FLOORS["snn"] and "mirror" not in plain
+    assert info["confidence_floor"] == MIRRORED_CONFIDENCE_FLOORS["snn"] and info["mirror"] is True
+
+
 def rows(out):
     with (out / "volumes.csv").open(newline="", encoding="utf-8") as f:
         return list(csv.DictReader(f))
@@ -54,7 +64,7 @@ def test_mirror_from_the_command_line_makes_other_masks_and_keeps_the_plain_ones
     assert main(["segment", str(folder), str(plain), *base]) == 0
     assert main(["segment", str(folder), str(out), *base, "--mirror"]) == 0
     p, m = rows(plain)[0], rows(out)[0]
-    assert m["status"] == "ok" and m["model_sha256"] != p["model_sha256"]
+    assert m["status"] == "ok" and m["model_sha256"] != p["model_sha256"] and not m["flag"] and not p["flag"]
     assert abs(float(m["anterior_mm3"]) - float(p["anterior_mm3"])) < 0.1 * float(p["anterior_mm3"])
     assert float(m["energy_uj"]) == pytest.approx(2 * float(p["energy_uj"]), rel=1e-4)  # rounded in the table
     # the mirrored masks are not taken for plain ones: a plain rerun into that folder keeps them and says why

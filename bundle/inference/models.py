@@ -13,13 +13,13 @@ import torch
 from torch import nn
 
 from bundle.errors import InputError
-from bundle.inference.catalog import CONFIDENCE_FLOORS, CPU_ONLY, MADE_BY, MODEL_FILES
+from bundle.inference.catalog import CONFIDENCE_FLOORS, CPU_ONLY, MADE_BY, MIRRORED_CONFIDENCE_FLOORS, MODEL_FILES
 from bundle.networks import ConvertibleUNet
 from bundle.networks.checkpoint import input_record, load_weights
 from bundle.spiking.checkpoint import build, read
 from bundle.spiking.segmenter import SpikingSegmenter
 
-__all__ = ["MODEL_FILES", "check_device", "load_model"]
+__all__ = ["MODEL_FILES", "check_device", "load_model", "mirrored"]
 
 
 def _load_int8(path: Path) -> tuple[nn.Module, dict]:
@@ -125,3 +125,12 @@ def load_model(
     if adaptive != "off":
         info.update(adaptive=adaptive, patience=int(patience), tolerance=float(tolerance))
     return network.to(device).eval(), info
+
+
+def mirrored(network: nn.Module, info: dict) -> tuple[nn.Module, dict]:
+    """``(network, info)`` of :func:`load_model`, mirrored at inference (:mod:`bundle.networks.mirroring`), with the
+    confidence floor measured mirrored."""
+    from bundle.networks.mirroring import Mirrored
+
+    floor = MIRRORED_CONFIDENCE_FLOORS.get(info.get("model", ""), info.get("confidence_floor"))
+    return Mirrored(network).eval(), {**info, "mirror": True, "confidence_floor": floor}

@@ -138,7 +138,7 @@ class InferenceSettings:
     def load(self, device=None):
         """``(network, info)`` of :func:`bundle.inference.models.load_model` for these settings (mirrored with
         ``mirror``)."""
-        from bundle.inference.models import load_model
+        from bundle.inference.models import load_model, mirrored
 
         network, info = load_model(
             self.model, models_dir=self.models_dir, ckpt=self.ckpt, timesteps=self.timesteps,
@@ -146,11 +146,7 @@ class InferenceSettings:
             multi_step=self.multi_step, kernel=self.neuron_kernel, adaptive=self.adaptive, patience=self.patience,
             tolerance=self.tolerance,
         )  # fmt: skip
-        if not self.mirror:
-            return network, info
-        from bundle.networks.mirroring import Mirrored
-
-        return Mirrored(network).eval(), {**info, "mirror": True}
+        return mirrored(network, info) if self.mirror else (network, info)
 
     def inferer(self):
         """The sliding-window inferer of these settings (:func:`bundle.inference.inferers.make_inferer`)."""

@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from bundle.inference.inferers import make_inferer
-from bundle.inference.models import load_model
+from bundle.inference.models import load_model, mirrored
 from bundle.inference.segment import segment_folder
 from studies import ROOT
 
@@ -52,6 +52,7 @@ def main() -> None:
     parser.add_argument("--work", default=str(ROOT / "runs" / "real_scans"), help="masks, volumes.csv, QC per model")
     parser.add_argument("--out", default=str(ROOT / "docs" / "real_scans.json"))
     parser.add_argument("--standardization", default=None, help="override every model's input contract")
+    parser.add_argument("--mirror", action="store_true", help="mirroring at inference (the mirror setting)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     if not any(Path(args.scans).glob("*.nii.gz")):
@@ -62,7 +63,9 @@ def main() -> None:
         label, _, path = item.partition("=")
         network, info = load_model(label.split(":")[0], ckpt=path or None, kernel="eager")
         info["standardization"] = args.standardization or info["standardization"]
-        out = Path(args.work) / (label.replace(":", "_") + f"_{info['standardization']}")
+        if args.mirror:
+            network, info = mirrored(network, info)
+        out = Path(args.work) / (label.replace(":", "_") + f"_{info['standardization']}" + ("_mirrored" * args.mirror))
         report = segment_folder(args.scans, out, network, make_inferer(3, [48, 64, 48]), info, overwrite=True,
                                 progress=False, localize="on", qc=True, log_summary=False)  # fmt: skip
         rows = {}
@@ -74,10 +77,10 @@ def main() -> None:
                   f"conf {row.get('confidence', '')!s:>6} {'PASS' if ok else 'FAIL: ' + why}", flush=True)  # fmt: skip
         passed = sum(r["passes"] for r in rows.values())
         results["models"][label] = {"checkpoint": info["checkpoint"], "standardization": info["standardization"],
-                                    "passed": passed, "scans": len(rows), "cases": rows}  # fmt: skip
+                                    "mirror": args.mirror, "passed": passed, "scans": len(rows), "cases": rows}  # fmt: skip
         print(f"{label}: {passed} of {len(rows)} scans pass")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(results, indent=1) + "\n")
+    Path(args.out).write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@
 set -euo pipefail
 OUT=$(realpath -m "${OUT:-$PWD/runs/real_t1}")
 PY=${PY:-python3}
+if [[ $PY == */* ]]; then PY=$(realpath -s "$PY"); fi  # a relative PY must survive the cd below (-s: a venv is a link)
 WORK=$(mktemp -d)
 mkdir -p "$OUT"
 cd "$WORK"
