@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default="snn", help="the model (default snn, the shipped default)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--engine", default="local", choices=["local", "ray"])
-    p.add_argument("--kernel", default="compiled", choices=["compiled", "eager"], help="SNN neuron step (default compiled)")
+    p.add_argument("--kernel", default="compiled", choices=["compiled", "eager"], help="SNN neuron step")
     p.add_argument("--repeats", type=int, default=3, help="runs of each command, alternating (median; default 3)")
     p.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temporary one, removed)")
     p.add_argument("--out", type=Path, default=None, help="write the figures as JSON here (e.g. docs/cohort/...)")

@@ -46,15 +46,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
     torch.manual_seed(0)
-    result = {"date": date.today().isoformat(), "command": "python studies/mirroring.py " + " ".join(argv or sys.argv[1:]),
-              "split": "val", "models": {}}  # fmt: skip
+    command = "python studies/mirroring.py " + " ".join(argv or sys.argv[1:])
+    result = {"date": date.today().isoformat(), "command": command, "split": "val", "models": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for model in args.models.split(","):
             rows = {name: score(model, name == "mirrored", Path(tmp)) for name in ("plain", "mirrored")}
             if rows["plain"]["timesteps"]:  # an SNN: what the mirror's second pass buys if spent on time steps
                 rows["plain_twice_T"] = score(model, False, Path(tmp), twice_t=True)
             result["models"][model] = rows
-            print(f"{model}: " + "; ".join(f"{k} Dice {v['mean_dice']:.4f}, {v['energy_uj']['mean']:.0f} uJ" for k, v in rows.items()))
+            figures = (f"{k} Dice {v['mean_dice']:.4f}, {v['energy_uj']['mean']:.0f} uJ" for k, v in rows.items())
+            print(f"{model}: " + "; ".join(figures))
     if args.out:
         args.out.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
         print(f"wrote {args.out}")

@@ -269,7 +269,7 @@ def run_images(
                 bar.update()
                 return None
         table.set(case, {**row, "status": "writing", "message": "started, not finished"})
-        title = f"{path.name} ({info.get('model', '')})"
+        title = f"{path.name} ({info.get('model', '')}{', mirrored' if info.get('mirror') else ''})"
         return ImageTask(path, target, row, out / "qc" / f"{case}.png" if qc else None, title)
 
     with logging_redirect_tqdm(), tqdm(total=len(images), desc="segment", unit="image", disable=not progress) as bar:

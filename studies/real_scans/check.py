@@ -65,7 +65,8 @@ def main() -> None:
         info["standardization"] = args.standardization or info["standardization"]
         if args.mirror:
             network, info = mirrored(network, info)
-        out = Path(args.work) / (label.replace(":", "_") + f"_{info['standardization']}" + ("_mirrored" * args.mirror))
+        name = label.replace(":", "_") + f"_{info['standardization']}" + ("_mirrored" if args.mirror else "")
+        out = Path(args.work) / name
         report = segment_folder(args.scans, out, network, make_inferer(3, [48, 64, 48]), info, overwrite=True,
                                 progress=False, localize="on", qc=True, log_summary=False)  # fmt: skip
         rows = {}
@@ -77,7 +78,8 @@ def main() -> None:
                   f"conf {row.get('confidence', '')!s:>6} {'PASS' if ok else 'FAIL: ' + why}", flush=True)  # fmt: skip
         passed = sum(r["passes"] for r in rows.values())
         results["models"][label] = {"checkpoint": info["checkpoint"], "standardization": info["standardization"],
-                                    "mirror": args.mirror, "passed": passed, "scans": len(rows), "cases": rows}  # fmt: skip
+                                    "mirror": args.mirror, "passed": passed, "scans": len(rows),
+                                    "cases": rows}  # fmt: skip
         print(f"{label}: {passed} of {len(rows)} scans pass")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
