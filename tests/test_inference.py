@@ -340,7 +340,9 @@ def test_bundle_config_segments_with_the_default_spiking_model(real_images, tmp_
     assert "Traceback" not in proc.stdout + proc.stderr
     assert ok[0]["model"] == "snn" and int(ok[0]["timesteps"]) == 3  # the shipped fine-tuned SNN and its T
     assert 0 < float(ok[0]["mean_firing_rate"]) < 1 and float(ok[0]["energy_uj"]) > 0
-    assert float(ok[0]["anterior_mm3"]) > 500 and float(ok[0]["posterior_mm3"]) > 500
+    # anatomy only on Task04 (conftest: synthetic stand-ins test the pipeline; no shipped model segments them)
+    low = 500 if REAL_DATA else 0
+    assert float(ok[0]["anterior_mm3"]) > low and float(ok[0]["posterior_mm3"]) > low
 
 
 def test_evaluate_writes_per_case_scores_summary_and_overlays(decathlon, tmp_path, capsys):
