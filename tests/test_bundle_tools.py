@@ -95,11 +95,12 @@ def test_metadata_versions_are_the_installed_ones():
     exact = exact_pins()
     # a package pinned with == must be the recorded version; one with a range may be a later release of the same
     # major version (an upstream release must not fail CI), a different major is an untested API
-    wrong = {
-        name: (version, installed(name))
-        for name, version in recorded.items()
-        if (installed(name) != version if name.lower() in exact else installed(name).split(".")[0] != version.split(".")[0])
-    }
+    def differs(name: str, version: str) -> bool:
+        if name.lower() in exact:
+            return installed(name) != version
+        return installed(name).split(".")[0] != version.split(".")[0]
+
+    wrong = {name: (version, installed(name)) for name, version in recorded.items() if differs(name, version)}
     assert not wrong, f"metadata.json version != installed version: {wrong}"
 
 
