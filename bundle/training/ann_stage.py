@@ -18,7 +18,7 @@ from monai.losses import DiceCELoss
 
 from bundle import errors
 from bundle.networks import qcfs
-from bundle.networks.checkpoint import InputRecord
+from bundle.networks.checkpoint import InputRecord, load_weights
 from bundle.networks.precision import MixedPrecision
 from bundle.spiking.conversion import one_at_a_time
 from bundle.training import distributed
@@ -43,6 +43,7 @@ class AnnSettings:
     val_interval: int = 5
     amp: bool = False
     ema_decay: float = 0.995
+    init_ckpt: str | None = None  # a trained ANN of this shape to start from (refining it on new data settings)
     qcfs_init_ckpt: str | None = None
     qcfs_init_percentile: float = 99.9
     qcfs_threshold_learning_rate: float | None = None
@@ -55,6 +56,8 @@ class AnnSettings:
         data = {k: getattr(s, k) for k in ("batch_size", "standardization", "randomize")}
         own = asdict(self)
         own.pop("ann_ckpt")
+        if self.init_ckpt is None:
+            own.pop("init_ckpt")  # recipes written before the key keep matching
         if self.qcfs_init_ckpt is None:
             own.pop("calibration_cases")
         return {**own, **shape, **data}
@@ -70,8 +73,12 @@ class AnnStage:
     @cached_property
     def network(self) -> torch.nn.Module:
         s, run = self.settings, self.context
+        network = run.unet()
+        if s.init_ckpt:
+            errors.or_exit(load_weights, network, s.init_ckpt, "train_ann", run.device)
+            network.train()
         start = errors.or_exit(
-            qcfs.start_from, run.unet(), s.qcfs_init_ckpt,
+            qcfs.start_from, network, s.qcfs_init_ckpt,
             one_at_a_time(run.calibration_loader(s.calibration_cases)), s.qcfs_init_percentile, run.device,
         )  # fmt: skip
         return distributed.ddp(start) if run.is_distributed else start
