@@ -17,7 +17,9 @@ which the SNN at its T costs what the INT8 ANN costs on the same windows (negati
     .venv/bin/python studies/energy_frontier.py --plot                # only re-draw docs/energy/*.png from the JSON
 
 Writes ``docs/energy/frontier.json`` (models are merged into it by name and T, each with its date and cases),
-``docs/energy/frontier_dice_vs_energy.png`` and ``docs/energy/firing_vs_break_even.png``.
+``docs/energy/frontier_dice_vs_energy.png`` and ``docs/energy/firing_vs_break_even.png``, and renders the tables
+and the verdict into ``docs/RESULTS.md`` and the verdict into the model card (``docs/README.md``), between their
+energy markers.
 """
 
 from __future__ import annotations
@@ -50,6 +52,12 @@ ROWS = (
 )
 ORDER = ["ann", "ann_int8", "ann_int8_w4", "snn_converted", "snn", "snn_t2"]
 ACCOUNTS = {"compute": "compute only", "sram": "+ memory traffic, SRAM", "dram": "+ memory traffic, DRAM"}
+# docs/RESULTS.md's energy tables and the model card's verdict sit between these markers, rendered from the JSON
+# (numbers written once)
+RESULTS_MD = ROOT / "docs" / "RESULTS.md"
+MODEL_CARD = ROOT / "docs" / "README.md"
+BEGIN, END = "<!-- energy:begin -->\n", "<!-- energy:end -->"
+ENERGY_KEYS = ("energy_uj", "energy_sram_uj", "energy_dram_uj")
 
 
 def val_cases(n: int | None) -> list[dict]:
@@ -103,6 +111,7 @@ def measure(
     import torch
 
     from bundle.inference.evaluate import evaluate_folder
+    from bundle.inference.records import file_sha256
     from bundle.inference.settings import InferenceSettings
     from bundle.spiking.activity import ActivityMonitor
 
@@ -123,7 +132,7 @@ def measure(
 
     row = {
         "name": name, "model": model, "timesteps": info["timesteps"], "date": date.today().isoformat(), "cases": n,
-        "checkpoint": Path(info["checkpoint"]).name,
+        "checkpoint": Path(info["checkpoint"]).name, "checkpoint_sha256": file_sha256(info["checkpoint"]),
         "windows": summary.get("window"), "mean_dice": summary["mean_dice"],
         **{k: mean(k) for k in ("dice_anterior", "dice_posterior", "hd95_anterior_mm", "hd95_posterior_mm")},
         # per volume, both accounts, and the FP32 / INT8 ANN's on the same windows
@@ -209,6 +218,47 @@ def tables(results: dict) -> str:
             cells = [by_t[account][str(t)] for t in steps]
             lines.append(f"| {title} | " + " | ".join(f"{c:.3f}" if c > 0 else "none" for c in cells) + " |")
     return "\n".join(lines)
+
+
+def verdict(results: dict) -> str:
+    """The energy verdict in words: the shipped SNNs against the INT8 ANN (the fair baseline) and the FP32 ANN in
+    each account, and the break-even firing rate at the default's T against its own."""
+    named = {m.get("name", m["model"]): m for m in results["models"] if m.get("name", m["model"]) == m["model"]}
+    int8, ann, default = named["ann_int8"], named["ann"], named["snn"]
+    snns = [named[n] for n in ("snn", "snn_t2") if n in named]
+
+    def times(m: dict, ref: dict) -> str:
+        return " / ".join(f"{m[k] / ref[k]:.2f}x" for k in ENERGY_KEYS)
+
+    cheaper = [f"`{m['model']}`" for m in snns if any(m[k] < int8[k] for k in ENERGY_KEYS)]
+    lead = "**no shipped SNN uses less energy**" if not cheaper else f"{', '.join(cheaper)} uses less in some account"
+    costs = "; ".join(f"`{m['model']}` (T={m['timesteps']}) {times(m, int8)}" for m in snns)
+    t = str(default["timesteps"])
+    rate = {a: results["break_even_by_T"][a][t] for a in ACCOUNTS}
+    short = {"compute": "compute only", "sram": "with SRAM traffic", "dram": "with DRAM traffic"}
+    below = [f"{rate[a]:.3f} ({short[a]})" for a in ACCOUNTS if rate[a] > 0]
+    never = [short[a] for a in ACCOUNTS if rate[a] <= 0]
+    return (
+        f"Against the fair baseline, the ANN quantised to INT8 (`ann_int8`: Dice {int8['mean_dice']:.4f}, "
+        f"{int8['energy_uj'] / 1000:.2f} mJ per volume compute only), {lead} (compute only / + SRAM / + DRAM "
+        f"traffic): {costs}. At T={t} an SNN of this U-Net breaks even with it below "
+        + (f"{' or '.join(below)} spikes per neuron per step" if below else "no rate")
+        + (f", and at no rate {' or '.join(never)}" if never and below else "")
+        + f"; the default fires {default['mean_firing_rate']:.3f}. Against the FP32 ANN the default costs "
+        f"{times(default, ann)}."
+    )
+
+
+def render(results: dict, page: Path) -> str:
+    """``page``'s text with the block between the energy markers rendered from ``results``: the tables and the
+    verdict in RESULTS, the verdict alone on the model card."""
+    head, rest = page.read_text(encoding="utf-8").split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    if page == MODEL_CARD:
+        return f"{head}{BEGIN}{verdict(results)}\n{END}{tail}"
+    dates = sorted({m["date"] for m in results["models"]})
+    note = f"(`{results['command']}`, rows measured {' to '.join(dict.fromkeys([dates[0], dates[-1]]))})"
+    return f"{head}{BEGIN}{tables(results)}\n\n{note}\n\n**The verdict.** {verdict(results)}\n{END}{tail}"
 
 
 def plot(results: dict) -> None:
@@ -318,8 +368,11 @@ def main() -> None:
         results["break_even_by_T"] = by_timesteps(default)
     JSON.write_text(json.dumps(results, indent=1) + "\n")
     plot(results)
+    for page in (RESULTS_MD, MODEL_CARD):
+        page.write_text(render(results, page), encoding="utf-8")
     print(tables(results))
-    print(f"\n{results['data']}; {results['command']}, {results['date']}\nwrote {JSON} and the plots in {OUT}")
+    print(f"\n{results['data']}; {results['command']}, {results['date']}")
+    print(f"wrote {JSON}, the plots in {OUT} and the energy blocks of {RESULTS_MD} and {MODEL_CARD}")
 
 
 if __name__ == "__main__":

@@ -35,3 +35,16 @@ def test_the_readmes_cohort_figures_are_the_throughput_studys():
     for name in ("task04_crops", "whole_heads"):
         for run in result["sets"][name]["runs"].values():
             assert f"{run['command']['wall_s']:.1f}" in line
+
+
+def test_the_energy_tables_are_the_frontier_studys_and_measure_the_shipped_files():
+    from bundle.inference.records import file_sha256
+    from studies import energy_frontier
+
+    result = json.loads(energy_frontier.JSON.read_text(encoding="utf-8"))
+    for page in (energy_frontier.RESULTS_MD, energy_frontier.MODEL_CARD):
+        text = page.read_text(encoding="utf-8")
+        assert text == energy_frontier.render(result, page), f"{page}: run studies/energy_frontier.py --plot"
+    shipped = [m for m in result["models"] if (REPO / "models" / m["checkpoint"]).is_file() and m["name"] == m["model"]]
+    stale = [m["name"] for m in shipped if m.get("checkpoint_sha256") != file_sha256(REPO / "models" / m["checkpoint"])]
+    assert not stale, f"docs/energy/frontier.json measured other files than models/ holds: {stale}; re-run the study"

@@ -4,7 +4,8 @@ There are no labels for these scans (``studies/real_scans/fetch.sh`` gets them f
 check is what a person reading the QC pictures would ask: both sides found, each 2-5.5 mL (adult
 hippocampus, head and body), left and right within 15 % of each other. Every model runs the same scans,
 through the same code as a user's batch (``segment_folder``: localisation, the model's own standardisation,
-flags), with a QC picture per scan.
+flags), with a QC picture per scan, copied to ``--qc-out`` (``docs/real_scans/<model>/``) for a person to judge.
+A scan passes when its volumes are plausible; ``unflagged`` says whether the bundle also trusted it (no flag).
 
     PY=.venv/bin/python bash studies/real_scans/fetch.sh
     .venv/bin/python studies/real_scans/check.py --models ann,snn [--scans runs/real_t1] [--out docs/real_scans.json]
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shutil
 import sys
 from datetime import date
 from pathlib import Path
@@ -51,6 +53,7 @@ def main() -> None:
     parser.add_argument("--scans", default=str(ROOT / "runs" / "real_t1"))
     parser.add_argument("--work", default=str(ROOT / "runs" / "real_scans"), help="masks, volumes.csv, QC per model")
     parser.add_argument("--out", default=str(ROOT / "docs" / "real_scans.json"))
+    parser.add_argument("--qc-out", default=str(ROOT / "docs" / "real_scans"), help="QC pictures kept, per model")
     parser.add_argument("--standardization", default=None, help="override every model's input contract")
     parser.add_argument("--mirror", action="store_true", help="mirroring at inference (the mirror setting)")
     args = parser.parse_args()
@@ -73,14 +76,23 @@ def main() -> None:
         for row in sorted(report.rows, key=lambda r: r["case"]):
             ok, why = verdict(row)
             rows[row["case"]] = {k: row.get(k, "") for k in ("left_ml", "right_ml", "similarity", "confidence", "flag")}
-            rows[row["case"]].update(passes=ok, problem=why, qc=row.get("qc", ""))
+            qc = row.get("qc", "")
+            if qc:  # kept beside the results, named by model and scan
+                kept = Path(args.qc_out) / name / Path(qc).name
+                kept.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(qc, kept)
+                qc = str(kept.resolve().relative_to(ROOT)) if kept.resolve().is_relative_to(ROOT) else str(kept)
+            unflagged = ok and not row.get("flag")
+            rows[row["case"]].update(passes=ok, unflagged=unflagged, problem=why, qc=qc)
             print(f"{label:10s} {row['case']:36s} L {row.get('left_ml', '')!s:>6} R {row.get('right_ml', '')!s:>6} "
                   f"conf {row.get('confidence', '')!s:>6} {'PASS' if ok else 'FAIL: ' + why}", flush=True)  # fmt: skip
         passed = sum(r["passes"] for r in rows.values())
-        results["models"][label] = {"checkpoint": info["checkpoint"], "standardization": info["standardization"],
-                                    "mirror": args.mirror, "passed": passed, "scans": len(rows),
+        trusted = sum(r["unflagged"] for r in rows.values())
+        results["models"][label] = {"checkpoint": Path(info["checkpoint"]).name,
+                                    "standardization": info["standardization"], "mirror": args.mirror,
+                                    "passed": passed, "passed_unflagged": trusted, "scans": len(rows),
                                     "cases": rows}  # fmt: skip
-        print(f"{label}: {passed} of {len(rows)} scans pass")
+        print(f"{label}: {passed} of {len(rows)} scans pass, {trusted} of them unflagged")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
 
