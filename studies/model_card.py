@@ -1,6 +1,7 @@
 """Numbers written once: every shipped model scored by ``hippo-snn evaluate`` into ``docs/results.json``, and the
-README's and the model card's tables rendered from that file (between ``<!-- results:begin -->`` and
-``<!-- results:end -->``), so no figure is typed by hand and none can drift (``tests/test_docs.py`` checks it).
+README's and the model card's tables (between ``<!-- results:begin -->`` and ``<!-- results:end -->``) and
+``configs/metadata.json``'s ``eval_metrics`` rendered from that file, so no figure is typed by hand and none can
+drift (``tests/test_docs.py`` checks it).
 
     .venv/bin/python studies/model_card.py            # evaluate (Task04 validation split), write JSON, render
     .venv/bin/python studies/model_card.py --render   # only re-render the tables from docs/results.json
@@ -20,6 +21,7 @@ from studies import ROOT, dataset_dir
 RESULTS = ROOT / "docs" / "results.json"
 PAGES = (ROOT / "README.md", ROOT / "docs" / "README.md", ROOT / "docs" / "RESULTS.md")
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+METADATA = ROOT / "configs" / "metadata.json"  # its eval_metrics come from the same results
 # (row label, model, timesteps or None for the model's own)
 ROWS = (
     ("ann", "ann", None),
@@ -104,6 +106,29 @@ def render(results: dict, page: Path) -> str:
     return f"{head}{BEGIN}\n{table(results)}\n{END}{tail}"
 
 
+def eval_metrics(results: dict) -> dict:
+    """``configs/metadata.json``'s ``eval_metrics``, from the same results: the default model's as MONAI's usual
+    ``val_mean_dice``..., then every row's under ``<model>[_T<T>]_val_...``."""
+    out = {}
+    default = next(m for m in results["models"] if m["model"] == "snn")
+    for m in [default, *results["models"]]:
+        prefix = "" if m is default else f"{m['model']}_" + (f"T{m['timesteps']}_" if m["timesteps"] else "")
+        out |= {
+            f"{prefix}val_mean_dice": m["mean_dice"], f"{prefix}val_dice_anterior": m["dice_anterior"],
+            f"{prefix}val_dice_posterior": m["dice_posterior"], f"{prefix}val_hd95_mm_anterior": m["hd95_anterior_mm"],
+            f"{prefix}val_hd95_mm_posterior": m["hd95_posterior_mm"],
+            f"{prefix}energy_uj_per_volume": round(m["energy_uj"]), f"{prefix}energy_vs_ann": m["energy_vs_ann"],
+        }  # fmt: skip
+    return out
+
+
+def with_eval_metrics(results: dict, metadata: Path = METADATA) -> str:
+    """``metadata``'s text with ``eval_metrics`` replaced by :func:`eval_metrics` (MONAI's 4-space layout)."""
+    meta = json.loads(metadata.read_text(encoding="utf-8"))
+    meta["eval_metrics"] = eval_metrics(results)
+    return json.dumps(meta, indent=4) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--render", action="store_true", help="only re-render the pages from docs/results.json")
@@ -115,6 +140,8 @@ def main() -> None:
     for page in PAGES:
         page.write_text(render(results, page), encoding="utf-8")
         print(f"rendered {page}")
+    METADATA.write_text(with_eval_metrics(results), encoding="utf-8")
+    print(f"rendered {METADATA}'s eval_metrics")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ All figures are per window.
 
     .venv/bin/python studies/neurobench_metrics.py [--cases 4]
 
-Writes ``docs/energy/neurobench.json`` and prints the table (Markdown).
+Writes ``docs/energy/neurobench.json``, prints the table (Markdown) and renders it into ``docs/RESULTS.md`` between
+its NeuroBench markers.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from studies import ROOT, dataset_dir
 
 OUT = ROOT / "docs" / "energy" / "neurobench.json"
+RESULTS_MD = ROOT / "docs" / "RESULTS.md"
+BEGIN, END = "<!-- neurobench:begin -->\n", "<!-- neurobench:end -->"  # the table in RESULTS, rendered from OUT
 ROWS = (
     ("ann", None),
     ("ann_int8", None),
@@ -93,6 +96,14 @@ def table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def render(results: dict, page: Path = RESULTS_MD) -> str:
+    """``page``'s text with the block between the NeuroBench markers replaced by :func:`table` and its provenance."""
+    head, rest = page.read_text(encoding="utf-8").split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    note = f"({results['data']}; `{results['command']}`, {results['date']}, neurobench {results['neurobench_version']})"
+    return f"{head}{BEGIN}{table(results)}\n\n{note}\n{END}{tail}"
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--cases", type=int, default=4, help="first N validation cases (default 4)")
@@ -102,6 +113,7 @@ def main() -> None:
     except ImportError:
         raise SystemExit('error: neurobench is not installed: .venv/bin/pip install -e ".[neuromorphic]"') from None
     from bundle.data.datalist import find_pairs, split_datalist
+    from bundle.inference.records import file_sha256
     from bundle.inference.settings import InferenceSettings
     from bundle.spiking.neurobench_adapter import neurobench_metrics
 
@@ -114,8 +126,9 @@ def main() -> None:
         network, info = settings.load()
         key = info["standardization"]
         windows = cache.setdefault(key, windows_of(cases, settings, network, info))
-        row = {"model": model, "timesteps": info["timesteps"], "neurobench": neurobench_metrics(network, windows),
-               "ours": ours(network, windows)}  # fmt: skip
+        row = {"model": model, "timesteps": info["timesteps"], "checkpoint": Path(info["checkpoint"]).name,
+               "checkpoint_sha256": file_sha256(info["checkpoint"]),
+               "neurobench": neurobench_metrics(network, windows), "ours": ours(network, windows)}  # fmt: skip
         models.append(row)
         print(json.dumps(row), flush=True)
     shapes = sorted({"x".join(map(str, w.shape[2:])) for ws in cache.values() for w in ws})
@@ -129,6 +142,7 @@ def main() -> None:
     }
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(results, indent=1) + "\n")
+    RESULTS_MD.write_text(render(results), encoding="utf-8")
     print(table(results))
     print(f"\n{results['data']}; {results['command']}, {results['date']} (neurobench {results['neurobench_version']})")
 

@@ -6,7 +6,7 @@ import sys
 from conftest import REPO
 
 sys.path.insert(0, str(REPO))
-from studies.model_card import BEGIN, END, PAGES, RESULTS, render
+from studies.model_card import BEGIN, END, METADATA, PAGES, RESULTS, render, with_eval_metrics
 
 
 def test_results_tables_are_generated_from_the_results_file():
@@ -16,6 +16,14 @@ def test_results_tables_are_generated_from_the_results_file():
         text = page.read_text(encoding="utf-8")
         assert text.count(BEGIN) == 1 and text.count(END) == 1, page
         assert text == render(results, page), f"{page}: run studies/model_card.py --render"
+
+
+def test_the_metadata_eval_metrics_are_the_results_files():
+    results = json.loads(RESULTS.read_text(encoding="utf-8"))
+    assert METADATA.read_text(encoding="utf-8") == with_eval_metrics(results), "run studies/model_card.py --render"
+    metrics = json.loads(METADATA.read_text(encoding="utf-8"))["eval_metrics"]
+    default = next(m for m in results["models"] if m["model"] == "snn")
+    assert metrics["val_mean_dice"] == default["mean_dice"]  # MONAI's key: the default model's
 
 
 def test_the_table_names_every_model_with_its_dice():
@@ -48,3 +56,14 @@ def test_the_energy_tables_are_the_frontier_studys_and_measure_the_shipped_files
     shipped = [m for m in result["models"] if (REPO / "models" / m["checkpoint"]).is_file() and m["name"] == m["model"]]
     stale = [m["name"] for m in shipped if m.get("checkpoint_sha256") != file_sha256(REPO / "models" / m["checkpoint"])]
     assert not stale, f"docs/energy/frontier.json measured other files than models/ holds: {stale}; re-run the study"
+
+
+def test_the_neurobench_table_is_the_studys_and_measures_the_shipped_files():
+    from bundle.inference.records import file_sha256
+    from studies import neurobench_metrics
+
+    result = json.loads(neurobench_metrics.OUT.read_text(encoding="utf-8"))
+    assert neurobench_metrics.RESULTS_MD.read_text(encoding="utf-8") == neurobench_metrics.render(result)
+    stale = [m["model"] for m in result["models"]
+             if m.get("checkpoint_sha256") != file_sha256(REPO / "models" / m.get("checkpoint", "?"))]  # fmt: skip
+    assert not stale, f"docs/energy/neurobench.json measured other files than models/ holds: {stale}; re-run the study"
