@@ -29,9 +29,9 @@ def _parser() -> argparse.ArgumentParser:
     def common(q: argparse.ArgumentParser) -> None:
         q.add_argument(
             "--model", default=None, choices=list(MODEL_FILES),
-            help="snn: the fine-tuned SNN at T=3 (default); snn_t2: fine-tuned for T=2 (3/4 of its energy, -0.001 Dice); "
-            "snn_converted: converted, not fine-tuned (T=16); ann: the U-Net it came from; ann_int8: that U-Net in "
-            "INT8 (CPU only), the fair energy baseline",
+            help="snn: the fine-tuned SNN at T=3 (default); snn_t2: fine-tuned for T=2 (about 0.7x its energy, "
+            "a little less Dice); snn_converted: converted, not fine-tuned (T=16); ann: the U-Net it came from; ann_int8: that "
+            "U-Net in INT8 (CPU only), the fair energy baseline",
         )  # fmt: skip
         q.add_argument("--ckpt", default=None, help="checkpoint file instead of the shipped one in models/")
         q.add_argument("--timesteps", type=int, default=None, help="SNN timesteps (default: the model's own)")
@@ -64,7 +64,7 @@ def _parser() -> argparse.ArgumentParser:
         q.add_argument(
             "--mirror", action="store_const", const=True, default=None,
             help="also segment each window mirrored left-right and average the two (twice the time and energy; "
-            "+0.002 Dice for the ANN, +0.003 for the default SNN on validation)",
+            "a few thousandths of Dice on validation: docs/RESULTS.md)",
         )  # fmt: skip
         q.add_argument("--overwrite", action="store_true", help="replace existing outputs")
         q.add_argument(

@@ -42,6 +42,8 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from studies import render_block  # noqa: E402
+
 README = REPO / "README.md"
 BEGIN, END = "<!-- cohort:begin -->", "<!-- cohort:end -->"  # the README's measured line, on one line
 
@@ -238,10 +240,7 @@ def summary(result: dict) -> str:
 
 def render_readme(result: dict, readme: Path = README) -> str:
     """``readme``'s text with the line between the cohort markers replaced by :func:`summary`."""
-    text = readme.read_text(encoding="utf-8")
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    return f"{head}{BEGIN}{summary(result)}{END}{tail}"
+    return render_block(readme, BEGIN, END, summary(result))
 
 
 if __name__ == "__main__":

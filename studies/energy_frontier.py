@@ -34,7 +34,7 @@ from datetime import date
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from studies import ROOT, dataset_dir
+from studies import ROOT, dataset_dir, render_block
 
 OUT = ROOT / "docs" / "energy"
 JSON = OUT / "frontier.json"
@@ -252,13 +252,11 @@ def verdict(results: dict) -> str:
 def render(results: dict, page: Path) -> str:
     """``page``'s text with the block between the energy markers rendered from ``results``: the tables and the
     verdict in RESULTS, the verdict alone on the model card."""
-    head, rest = page.read_text(encoding="utf-8").split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
     if page == MODEL_CARD:
-        return f"{head}{BEGIN}{verdict(results)}\n{END}{tail}"
+        return render_block(page, BEGIN, END, f"{verdict(results)}\n")
     dates = sorted({m["date"] for m in results["models"]})
     note = f"(`{results['command']}`, rows measured {' to '.join(dict.fromkeys([dates[0], dates[-1]]))})"
-    return f"{head}{BEGIN}{tables(results)}\n\n{note}\n\n**The verdict.** {verdict(results)}\n{END}{tail}"
+    return render_block(page, BEGIN, END, f"{tables(results)}\n\n{note}\n\n**The verdict.** {verdict(results)}\n")
 
 
 def plot(results: dict) -> None:

@@ -16,7 +16,7 @@ from datetime import date
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from studies import ROOT, dataset_dir
+from studies import ROOT, dataset_dir, render_block
 
 RESULTS = ROOT / "docs" / "results.json"
 PAGES = (ROOT / "README.md", ROOT / "docs" / "README.md", ROOT / "docs" / "RESULTS.md")
@@ -98,12 +98,7 @@ def table(results: dict) -> str:
 
 def render(results: dict, page: Path) -> str:
     """``page``'s text with the table between the markers replaced."""
-    text = page.read_text(encoding="utf-8")
-    if BEGIN not in text or END not in text:
-        raise SystemExit(f"error: {page}: no {BEGIN} ... {END} block")
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    return f"{head}{BEGIN}\n{table(results)}\n{END}{tail}"
+    return render_block(page, BEGIN, END, f"\n{table(results)}\n")
 
 
 def eval_metrics(results: dict) -> dict:

@@ -23,7 +23,7 @@ from datetime import date
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from studies import ROOT, dataset_dir
+from studies import ROOT, dataset_dir, render_block
 
 OUT = ROOT / "docs" / "energy" / "neurobench.json"
 RESULTS_MD = ROOT / "docs" / "RESULTS.md"
@@ -98,10 +98,8 @@ def table(results: dict) -> str:
 
 def render(results: dict, page: Path = RESULTS_MD) -> str:
     """``page``'s text with the block between the NeuroBench markers replaced by :func:`table` and its provenance."""
-    head, rest = page.read_text(encoding="utf-8").split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
     note = f"({results['data']}; `{results['command']}`, {results['date']}, neurobench {results['neurobench_version']})"
-    return f"{head}{BEGIN}{table(results)}\n\n{note}\n{END}{tail}"
+    return render_block(page, BEGIN, END, f"{table(results)}\n\n{note}\n")
 
 
 def main() -> None:
