@@ -30,8 +30,8 @@ def _parser() -> argparse.ArgumentParser:
         q.add_argument(
             "--model", default=None, choices=list(MODEL_FILES),
             help="snn: the fine-tuned SNN at T=3 (default); snn_t2: fine-tuned for T=2 (about 0.7x its energy, "
-            "a little less Dice); snn_converted: converted, not fine-tuned (T=16); ann: the U-Net it came from; ann_int8: that "
-            "U-Net in INT8 (CPU only), the fair energy baseline",
+            "a little less Dice); snn_converted: converted, not fine-tuned (T=16); ann: the U-Net it came from; "
+            "ann_int8: that U-Net in INT8 (CPU only), the fair energy baseline",
         )  # fmt: skip
         q.add_argument("--ckpt", default=None, help="checkpoint file instead of the shipped one in models/")
         q.add_argument("--timesteps", type=int, default=None, help="SNN timesteps (default: the model's own)")
