@@ -22,6 +22,7 @@ environment) on the same prepared image, template and mask, for the speed/accura
 
     python studies/localization_study.py --cases 20 --out runs/localization_study.json
     python studies/localization_study.py --cases 12 --deform 4 --neck --source 1mm   # harder cases
+    python studies/localization_study.py --cases 12 --deform 4 --scale 0.78 0.86 [--starts 1.0]  # small heads
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from bundle.localization import (
     to_nifti,
 )
 from bundle.localization.crops import FRAMES, TASK04_PITCH_DEG, template_axes
+from bundle.localization import registration
 from bundle.localization.registration import prepare_moving, register, similarity
 from bundle.localization.synthetic import add_neck, make_case, true_centroid
 
@@ -217,6 +219,10 @@ def main() -> None:
     p.add_argument("--deform", type=float, default=0.0, help="RMS mm of a smooth random deformation (0: affine only)")
     p.add_argument("--gamma", type=float, nargs=2, default=(0.8, 1.25), help="range of the contrast power")
     p.add_argument("--neck", action="store_true", help="extend the template downwards with a soft-tissue neck")
+    p.add_argument("--scale", type=float, nargs=2, default=(0.9, 1.1), help="range of the per-axis scaling (head size)")
+    p.add_argument(
+        "--starts", type=float, nargs="+", default=None, help="the registration's START_SCALES (default: as shipped)"
+    )
     p.add_argument(
         "--ants", nargs="*", default=None, help="also run ANTsPy with these type_of_transform (default Affine)"
     )
@@ -230,6 +236,8 @@ def main() -> None:
     args = p.parse_args()
     if args.ants is not None and not args.ants:
         args.ants = ["Affine"]
+    if args.starts:
+        registration.START_SCALES = tuple(args.starts)
 
     rng = np.random.default_rng(args.seed)
     source, source_name = _source(args.source, args.neck)
@@ -252,7 +260,8 @@ def main() -> None:
     )
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.cases):
-            case = make_case(source, rng, centre=BRAIN_CENTRE_LPS, deform_mm=args.deform, gamma_range=tuple(args.gamma))
+            case = make_case(source, rng, centre=BRAIN_CENTRE_LPS, deform_mm=args.deform, gamma_range=tuple(args.gamma),
+                             scale_range=tuple(args.scale))  # fmt: skip
             path = Path(tmp) / f"case{i:03d}.nii.gz"
             sitk.WriteImage(sitk.Cast(sitk.RescaleIntensity(case.image, 0, 4095), sitk.sitkInt16), str(path), True)
             truth = {s: true_centroid(case, labels[s]) for s in SIDES}
@@ -320,6 +329,8 @@ def main() -> None:
     summary = {
         "cases": len(rows),
         "failed": len(rows) - len(ok),
+        "off_10mm": int((errors.max(axis=1) > 10).sum()) if ok else 0,  # localised, but more than 10 mm off
+        "suspect": sum(r["similarity"] < registration.GOOD_SIMILARITY for r in ok),  # flagged "registration poor"
         "error_mm": {"median": float(np.median(errors)), "p95": float(np.percentile(errors, 95)), "max": float(errors.max())} if ok else None,
         "seconds": {k: float(np.mean([r[k] for r in ok])) for k in ("read_s", "register_s", "crop_s")} if ok else None,
         "similarity": {"min": min(r["similarity"] for r in ok), "median": float(np.median([r["similarity"] for r in ok]))} if ok else None,
@@ -337,6 +348,7 @@ def main() -> None:
     print(json.dumps(summary, indent=2))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"source": source_name, "deform_mm": args.deform, "neck": args.neck, "seed": args.seed,
+            "scale": list(args.scale), "start_scales": list(registration.START_SCALES),
             "cpu_count": os.cpu_count(), "python": platform.python_version(), "simpleitk": sitk.Version.VersionString()}  # fmt: skip
     args.out.write_text(
         json.dumps({"meta": meta, "summary": summary, "cases": rows, "wrong": wrong}, indent=1, default=float)

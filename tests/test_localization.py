@@ -239,3 +239,25 @@ def test_suspect_registration_warns_in_one_line(head):
     suspect = replace(loc, registration=replace(loc.registration, similarity=(MIN_SIMILARITY + GOOD_SIMILARITY) / 2))
     assert suspect.registration.quality == "suspect" and suspect.registration.ok
     assert suspect.warning.startswith(loc.name) and "\n" not in suspect.warning
+
+
+def test_a_small_head_registers_from_a_smaller_starting_scale(monkeypatch):
+    """A head 20% smaller than the template: started at scale 1 alone, the template's brain lands on the skull
+    (36 mm off, scored 0.40); the next starting scale (0.85) finds the brain (registration.START_SCALES)."""
+    from bundle.localization import registration
+
+    tpl = load_template()
+    case = make_case(tpl.image, np.random.default_rng(105), centre=BRAIN_CENTRE_LPS, scale_range=(0.78, 0.84),
+                     max_rotation_deg=15, deform_mm=4)  # fmt: skip
+    truth = {s: true_centroid(case, atlas_label(s)) for s in SIDES}
+
+    def error_mm(reg):
+        return max(np.linalg.norm(np.array(reg.transform.TransformPoint(tpl.regions[s].centroid.tolist())) - truth[s])
+                   for s in SIDES)  # fmt: skip
+
+    assert registration.START_SCALES[0] == 1.0 and 0.85 in registration.START_SCALES
+    reg = registration.register(case.image, tpl)
+    assert reg.similarity > registration.SETTLED_SIMILARITY and error_mm(reg) < MAX_ERROR_MM
+    monkeypatch.setattr(registration, "START_SCALES", (1.0,))
+    single = registration.register(case.image, tpl)
+    assert single.similarity < registration.GOOD_SIMILARITY and error_mm(single) > 10
