@@ -52,8 +52,8 @@ from bundle.localization import (
     resample_crop,
     to_nifti,
 )
-from bundle.localization.crops import FRAMES, TASK04_PITCH_DEG, template_axes
 from bundle.localization import registration
+from bundle.localization.crops import FRAMES, TASK04_PITCH_DEG, template_axes
 from bundle.localization.registration import prepare_moving, register, similarity
 from bundle.localization.synthetic import add_neck, make_case, true_centroid
 

@@ -45,7 +45,16 @@ import SimpleITK as sitk
 
 from bundle.localization.template import Template, load_template
 
-__all__ = ["GOOD_SIMILARITY", "MIN_SIMILARITY", "SETTLED_SIMILARITY", "START_SCALES", "Registration", "prepare_moving", "register", "similarity"]
+__all__ = [
+    "GOOD_SIMILARITY",
+    "MIN_SIMILARITY",
+    "SETTLED_SIMILARITY",
+    "START_SCALES",
+    "Registration",
+    "prepare_moving",
+    "register",
+    "similarity",
+]
 
 MIN_SIMILARITY = 0.4  # below: registration failed or the image is not a whole-head T1 (see module docstring)
 GOOD_SIMILARITY = 0.6  # below: a suspect registration, worth a warning
