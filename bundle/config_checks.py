@@ -110,6 +110,7 @@ RULES: dict[str, Callable[[Any], str | None]] = {
     "split_seed": _whole(0),
     "num_workers": _whole(0),
     "synthetic_cases": _whole(2),
+    "randomize": _number(0.0, 3.0, low_open=False),
     "download": _boolean,
     # ANN
     "spatial_dims": _choice(2, 3),

@@ -1,21 +1,23 @@
 #!/usr/bin/env bash
-# The long retraining of issues 31/32, from resume to the figures: finishes (or resumes) the default `training`
-# run in OUT, adds the T=2 round on stage 3's model, then scores the new models on the validation split under
+# The long retraining of issues 31/32, from resume to the figures: runs (or resumes) `training` with
+# configs/shipped.json, the run list that made the shipped models (ANN, conversion, stage 3 at T=4, the refine
+# round, then the T=3 and T=2 chains of refine rounds), then scores the new models on the validation split under
 # every named shift and on the real public heads, writing JSONs beside the shipped models' ones. Copying the
 # models into models/ is left to a person who has read those JSONs (the last lines print the commands).
 #   studies/ship_long_run.sh [OUT] [CODE]      (CODE: the checkout that trains; default this one)
+# About 3.5 h alone on the 2-core CPU; stop it at any time and run it again: finished stages and rounds are skipped,
+# a half-done one continues from its last epoch.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 out=$(realpath -m "${1:-$repo/runs/long}")
 code=${2:-$repo}
 python=${PYTHON:-$repo/.venv/bin/python}
 data=${TASK04_DIR:-$repo/../shared/data/Task04_Hippocampus}
-run() { (cd "$code" && PYTHONPATH=$code "$python" -m monai.bundle run "$@" --config_file configs/train.json \
+run() { (cd "$code" && PYTHONPATH=$code "$python" -m monai.bundle run "$@" \
+    --config_file "['configs/train.json','configs/shipped.json']" \
     --logging_file configs/logging.conf --dataset_dir "$data" --output_dir "$out" --resume true); }
 
-run training                                                    # ANN, conversion, stage 3 (T=4), refine (T=3)
-run finetune_snn --refine_timesteps 2 --refine#name refine_t2 \
-    --snn_finetuned_ckpt "$out/models/model_snn_t2.pt"          # the T=2 round on stage 3's model
+run training                    # ANN, conversion, stage 3 (T=4), refine (T=3), the T=3 and T=2 rounds
 m=$out/models
 "$python" "$repo/studies/robustness.py" --shifts all --out "$repo/docs/robustness/retrained.json" \
     --models "ann=$m/model_ann.pt,snn=$m/model_snn_finetuned.pt,snn_t2=$m/model_snn_t2.pt"

@@ -109,6 +109,7 @@ class TrainingRun:
         self.settings = settings
         self.handlers = list(handlers or [])
         self.network_factory, self.divisor = network_factory, divisor
+        self._loaders: dict[float, DataLoader] = {}  # training loaders under other randomisation strengths
 
     @cached_property
     def device(self) -> torch.device:
@@ -150,15 +151,27 @@ class TrainingRun:
 
     @cached_property
     def train_dataset(self) -> CacheDataset:
-        s = self.settings
-        preprocessing = transforms.train_transforms(
-            s.spatial_dims, s.patch_size, standardization=s.standardization, randomize=s.randomize
-        )
-        return CacheDataset(self.datalists["train"], preprocessing, cache_rate=1.0, num_workers=s.num_workers)
+        return self._train_dataset(self.settings.randomize)
 
     @cached_property
     def train_loader(self) -> DataLoader:
         return self._loader(self.train_dataset, self.settings.batch_size, shuffle=True)
+
+    def train_loader_with(self, randomize: float | None) -> DataLoader:
+        """The training loader under another randomisation strength (a refine round's own); None: the run's."""
+        if randomize is None or float(randomize) == float(self.settings.randomize):
+            return self.train_loader
+        key = float(randomize)
+        if key not in self._loaders:
+            self._loaders[key] = self._loader(self._train_dataset(key), self.settings.batch_size, shuffle=True)
+        return self._loaders[key]
+
+    def _train_dataset(self, randomize: float) -> CacheDataset:
+        s = self.settings
+        preprocessing = transforms.train_transforms(
+            s.spatial_dims, s.patch_size, standardization=s.standardization, randomize=randomize
+        )
+        return CacheDataset(self.datalists["train"], preprocessing, cache_rate=1.0, num_workers=s.num_workers)
 
     @cached_property
     def val_loader(self) -> DataLoader:
