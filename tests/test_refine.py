@@ -1,5 +1,6 @@
 """The refine round's wiring: a second instance of the fine-tuning stage, with stage 3's settings and its own."""
 
+import pytest
 from conftest import REPO
 from monai.bundle import ConfigParser
 
@@ -33,3 +34,53 @@ def test_the_round_inherits_stage_3s_settings_and_gets_its_own():
     assert (stage3.timesteps, stage3.epochs, stage3.lr_schedule) == (4, 9, "restart")
     # each checked under its own keys
     assert round2.config_values()["refine_timesteps"] == 2 and stage3.config_values()["finetune_timesteps"] == 4
+
+
+def shipped(**overrides) -> ConfigParser:
+    parser = ConfigParser()
+    parser.read_config([str(REPO / "configs" / "train.json"), str(REPO / "configs" / "shipped.json")])
+    parser.update({"bundle_root": str(REPO), "output_dir": "/o", **overrides})
+    return parser
+
+
+def test_the_shipped_run_list_chains_each_round_from_a_file_an_earlier_stage_wrote():
+    """configs/shipped.json: the T=3 chain ends in model_snn_finetuned.pt, the T=2 chain in model_snn_t2.pt,
+    and no round reads a file that no stage before it writes (a resume could not otherwise skip it)."""
+    p = shipped()
+    stages = [p.get_parsed_content(k) for k in ("finetune", "refine")] + p.get_parsed_content("rounds").stages
+    written = {"/o/models/model_snn_converted.pt"}
+    for stage in stages:
+        assert stage.start_ckpt in written, f"{stage.name} reads {stage.start_ckpt}, which nothing before it writes"
+        written.add(stage.out_ckpt)
+    finals = {s.out_ckpt: s for s in stages if not any(t.start_ckpt == s.out_ckpt for t in stages)}
+    assert set(finals) == {"/o/models/model_snn_finetuned.pt", "/o/models/model_snn_t2.pt"}
+    default, t2 = finals["/o/models/model_snn_finetuned.pt"], finals["/o/models/model_snn_t2.pt"]
+    # the recipes of the shipped files' last rounds (docs/RESULTS.md, 0.11.3)
+    own = default.settings
+    assert (own.timesteps, own.learning_rate, own.rate_penalty) == (3, 5e-5, 0.05)
+    assert (t2.settings.timesteps, t2.settings.learning_rate, t2.randomize) == (2, 3e-5, 1.0)
+    assert default.spec()["settings"]["randomize"] == 1.0  # the round's own, recorded for --resume
+    assert stages[1].spec()["settings"]["randomize"] == 0.5  # the run's, for a stage without its own
+    assert len({s.name for s in stages}) == len(stages)
+
+
+@pytest.mark.parametrize(
+    "rounds, message",
+    [
+        (
+            [{"name": "x", "start": "a.pt", "out": "b.pt", "epoch": 3}],
+            "'epoch' is not a setting of a round (did you mean 'epochs'?)",
+        ),
+        ([{"name": "x", "start": "a.pt"}], "out missing"),
+        ([{"name": "refine", "start": "a.pt", "out": "b.pt"}], "name 'refine' is taken"),
+        ([{"name": "x", "start": "a.pt", "out": "b.pt", "epochs": 0}], "(x) epochs: 0 is not allowed"),
+        ([{"name": "x", "start": "a.pt", "out": "b.pt", "randomize": 9}], "(x) randomize: 9 is not allowed"),
+        ([{"name": "x", "start": "a.pt", "out": "a.pt"}], "(x) start and out are the same file"),
+        (["x"], "'x' is not a round"),
+    ],
+)
+def test_a_wrong_round_stops_the_run_with_one_line_naming_it(rounds, message):
+    with pytest.raises(SystemExit) as e:
+        parsed(refine_rounds=rounds).get_parsed_content("rounds")
+    assert str(e.value).startswith("error: refine_rounds[0]: ") and message in str(e.value), str(e.value)
+    assert "\n" not in str(e.value)

@@ -23,6 +23,9 @@ THREE_STAGES = [
     "--finetune_epochs", "3", "--finetune_timesteps", "2", "--ema_decay", "0.5", "--finetune_ema_decay", "0.5",
     "--refine_epochs", "1", "--refine_timesteps", "1", *SMALL,
 ]  # fmt: skip
+# one more round after the refine round, from its model, at its own T and randomisation (configs/shipped.json's kind)
+ROUND = ["--refine_rounds", "[{'name': 'extra', 'start': 'model_snn_finetuned.pt', 'out': 'model_snn_extra.pt', "
+         "'epochs': 1, 'timesteps': 2, 'randomize': 1.0}]"]  # fmt: skip
 
 
 def bundle_command(run_id: str, *args: str, configs=("configs/train.json",)) -> list[str]:
@@ -50,7 +53,7 @@ def trained(tmp_path_factory):
     """A three-stage run, and its loss histories as they were when it finished (later tests rerun stages)."""
     out = tmp_path_factory.mktemp("run")
     tracking = ["--tracking", "mlflow"] if importlib.util.find_spec("mlflow") else []  # the 'tracking' extra
-    proc = bundle_run("training", "--output_dir", str(out), *THREE_STAGES, *tracking)
+    proc = bundle_run("training", "--output_dir", str(out), *THREE_STAGES, *ROUND, *tracking)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     REFERENCE_HISTORY.update({stage: history(out, stage) for stage in ("ann", "finetune")})
     return out, proc
@@ -185,8 +188,8 @@ def test_finetune_stage_trains_the_converted_snn(trained):
     assert ckpt["settings"]["timesteps"] == 2 and ckpt["settings"]["finetuned"]["epochs"] == 3
     # validated and saved as a moving average of the weights (THREE_STAGES sets finetune_ema_decay)
     assert ckpt["settings"]["finetuned"]["ema_decay"] == 0.5
-    # ANN, fine-tuning and the refine round, which inherits the run's settings
-    assert (proc.stdout + proc.stderr).count("moving average of the weights (decay 0.5)") == 3
+    # ANN, fine-tuning, the refine round and the further round (ROUND), which inherit the run's settings
+    assert (proc.stdout + proc.stderr).count("moving average of the weights (decay 0.5)") == 4
     assert 0 <= ckpt["settings"]["finetuned"]["best_val_mean_dice"] <= 1
 
 
@@ -208,6 +211,22 @@ def test_refine_round_fine_tunes_stage_3s_model_again_at_its_own_timesteps(train
 
     network, info = load_model("snn", ckpt=out / "models" / "model_snn_finetuned.pt")
     assert info["timesteps"] == 1 and network(torch.rand(1, 1, 16, 16, 16)).shape == (1, 3, 16, 16, 16)
+
+
+def test_a_further_round_trains_the_refine_rounds_model_at_its_own_settings(trained):
+    """`refine_rounds`: after the refine round, each round fine-tunes the file it names, under its own T and
+    randomisation, and records both; the refine round's file is left as it was."""
+    out, proc = trained
+    log = proc.stdout + proc.stderr
+    assert "[extra] epoch 1/1" in log and "model_snn_finetuned.pt -> " in log and "randomize 1.0" in log
+    assert (out / "resume" / "extra" / "done.json").is_file()
+    ckpt = torch.load(out / "models" / "model_snn_extra.pt", map_location="cpu", weights_only=True)
+    settings = ckpt["settings"]
+    assert settings["timesteps"] == 2 and settings["finetuned"]["randomize"] == 1.0
+    assert [r["timesteps"] for r in settings["finetuned_before"]] == [2, 1]  # stage 3 at T=2, the refine round at T=1
+    assert settings["finetuned_before"][1]["randomize"] == 0.5  # the run's own, where a round sets none
+    refined = torch.load(out / "models" / "model_snn_finetuned.pt", map_location="cpu", weights_only=True)
+    assert refined["settings"]["timesteps"] == 1 and "randomize" in refined["settings"]["finetuned"]
 
 
 @pytest.mark.slow  # long (a whole run or export); kept out of CI for time: pytest -m slow
