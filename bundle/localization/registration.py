@@ -30,8 +30,10 @@ which is the direction the hippocampus boxes travel):
    (``localize`` raises); below :data:`GOOD_SIMILARITY` = 0.6 it is suspect (a warning). The score
    catches gross failures; it cannot tell a 5-10 mm error from an unusual brain.
 5. a score below :data:`SETTLED_SIMILARITY`: the similarity and affine stages again from the next of
-   :data:`START_SCALES`, whose result replaces the first only if it settles (a scan that registers well at
-   once pays nothing).
+   :data:`START_SCALES`, whose result replaces the first if it settles (a scan that registers well at once
+   pays nothing), or if it scores higher and, unlike the first, has the scale of the head (:func:`head_scale`,
+   within :data:`HEAD_SCALE_TOLERANCE`): the template's brain fitted to the skull of a smaller head is larger
+   than the head allows.
 """
 
 from __future__ import annotations
@@ -48,10 +50,12 @@ from bundle.localization.template import Template, load_template
 
 __all__ = [
     "GOOD_SIMILARITY",
+    "HEAD_SCALE_TOLERANCE",
     "MIN_SIMILARITY",
     "SETTLED_SIMILARITY",
     "START_SCALES",
     "Registration",
+    "head_scale",
     "prepare_moving",
     "register",
     "similarity",
@@ -66,6 +70,10 @@ GOOD_SIMILARITY = 0.6  # below: a suspect registration, worth a warning
 # start at 1.15 changed none of 8 registrations (docs/localization/large_heads*.json).
 START_SCALES = (1.0, 0.85)
 SETTLED_SIMILARITY = 0.8  # right registrations of real 1 mm heads score 0.73-0.93, of synthetic ones 0.93-0.99
+# A fit's scale against the head's (head_scale): right fits of the real heads 0.94-1.00, of synthetic ones up to
+# 1.07 (a field of view that cuts the head makes it look smaller); the template's brain fitted to the skull of ROBEX's
+# reference head 1.13, its right fit 0.95 (studies/real_scans, docs/RESULTS.md "A fit the size of the head").
+HEAD_SCALE_TOLERANCE = 1.08
 SCORE_SIGMA_MM = 4.0
 WORK_SPACING_MM = 2.0
 
@@ -76,6 +84,19 @@ class Registration:
     similarity: float  # smoothed normalised correlation in the template brain mask, see MIN_SIMILARITY
     metric: float  # final Mattes MI value (negative; lower is better)
     seconds: dict[str, float] = field(default_factory=dict)  # by step
+    head_scale: float = float("nan")  # the head's width and length over the template's (head_scale)
+
+    @property
+    def scale(self) -> float:
+        """The transform's overall scale (cube root of its determinant): 1 = the template's size."""
+        return float(abs(np.linalg.det(np.array(self.transform.GetMatrix()).reshape(3, 3))) ** (1 / 3))
+
+    @property
+    def fits_head(self) -> bool:
+        """Whether the fit's scale is the head's, within :data:`HEAD_SCALE_TOLERANCE` (True if unmeasured)."""
+        if not np.isfinite(self.head_scale) or self.head_scale <= 0:
+            return True
+        return abs(np.log(self.scale / self.head_scale)) <= np.log(HEAD_SCALE_TOLERANCE)
 
     @property
     def ok(self) -> bool:
@@ -102,17 +123,44 @@ def prepare_moving(image: sitk.Image) -> sitk.Image:
 CRANIUM_MM = 150.0
 
 
+def _foreground_points(image: sitk.Image) -> np.ndarray:
+    """LPS mm of the Otsu foreground's voxels."""
+    fg = sitk.OtsuThreshold(image, 0, 1)
+    index = np.argwhere(sitk.GetArrayViewFromImage(fg) > 0)[:, ::-1]  # (x, y, z) voxel indices
+    direction = np.array(image.GetDirection()).reshape(3, 3)
+    return np.array(image.GetOrigin()) + (index * np.array(image.GetSpacing())) @ direction.T
+
+
 def _head_centre(image: sitk.Image) -> np.ndarray:
     """Centroid (LPS mm) of the Otsu foreground's top :data:`CRANIUM_MM` (from its most superior point): the
     head without the neck, whatever its intensity scale and background."""
-    fg = sitk.OtsuThreshold(image, 0, 1)
-    index = np.argwhere(sitk.GetArrayViewFromImage(fg) > 0)[:, ::-1]  # (x, y, z) voxel indices
-    if len(index) == 0:
+    points = _foreground_points(image)
+    if len(points) == 0:
         return np.array(image.TransformContinuousIndexToPhysicalPoint([(n - 1) / 2 for n in image.GetSize()]))
-    direction = np.array(image.GetDirection()).reshape(3, 3)
-    points = np.array(image.GetOrigin()) + (index * np.array(image.GetSpacing())) @ direction.T
     top = points[:, 2].max()  # LPS: +z is superior
     return points[points[:, 2] >= top - CRANIUM_MM].mean(axis=0)
+
+
+def _width_and_length(points: np.ndarray, centre: np.ndarray) -> np.ndarray:
+    """Left-right and front-back extents (0.5-99.5 percentiles) of the head above ``centre``: the cranium, without
+    the neck, the chin or the nose, and without the vertex, which fields of view often cut."""
+    above = points[points[:, 2] >= centre[2]]
+    if len(above) < 100:
+        return np.full(2, np.nan)
+    lo, hi = np.percentile(above[:, :2], [0.5, 99.5], axis=0)
+    return hi - lo
+
+
+def head_scale(moving: sitk.Image, rigid: sitk.Euler3DTransform, template: Template) -> float:
+    """The head's size over the template's: the geometric mean of its width and length over the template head's,
+    both measured in the template's axes (``rigid`` maps template points to ``moving`` points) above the template
+    brain's centre. NaN where the head shows too few voxels there."""
+    centre = _mask_centre(template.brain)
+    matrix = np.array(rigid.GetMatrix()).reshape(3, 3)
+    c, t = np.array(rigid.GetCenter()), np.array(rigid.GetTranslation())
+    points = (_foreground_points(moving) - c - t) @ matrix + c  # image -> template: R^T (p - c - t) + c
+    ratio = _width_and_length(points, centre) / _width_and_length(_foreground_points(template.image), centre)
+    return float(np.sqrt(np.prod(ratio))) if np.all(np.isfinite(ratio)) and np.all(ratio > 0) else float("nan")
 
 
 def _mask_centre(mask: sitk.Image) -> np.ndarray:
@@ -243,12 +291,18 @@ def _register(image: sitk.Image, template: Template | None, seed: int) -> Regist
     for scale in others:
         if best.similarity >= SETTLED_SIMILARITY:
             break
-        reg = _scaled_affine(fixed, moving, mask, rigid, scale, template, seed)
+        if "head" not in times:
+            t = time.perf_counter()
+            best.head_scale = head_scale(moving, rigid, template)
+            times["head"] = time.perf_counter() - t
+        reg = replace(_scaled_affine(fixed, moving, mask, rigid, scale, template, seed), head_scale=best.head_scale)
         for step, seconds in reg.seconds.items():
             best.seconds[step] += seconds
-        # only a settled fit replaces the first: an unsettled one can be a different wrong fit that scores a little
-        # higher, above GOOD_SIMILARITY (a large synthetic head: 0.58 at 15 mm off -> 0.63 at 38 mm off)
-        if reg.similarity >= SETTLED_SIMILARITY:
+        # a settled fit replaces the first, and so does a better-scoring one of the head's size where the first is not;
+        # never merely the better-scoring: it can be another wrong fit that scores a little higher, above
+        # GOOD_SIMILARITY (a large synthetic head: 0.58 at 15 mm off -> 0.63 at 38 mm off)
+        resized = reg.fits_head and not best.fits_head and reg.similarity > best.similarity
+        if reg.similarity >= SETTLED_SIMILARITY or resized:
             best = replace(reg, seconds=best.seconds)
     best.seconds = {**times, **best.seconds}
     return best
