@@ -271,6 +271,29 @@ def test_a_small_head_registers_from_a_smaller_starting_scale(monkeypatch):
     assert first.scale / first.head_scale > 1.08
 
 
+def test_a_large_head_registers_from_its_measured_size_and_the_initial_alignment(monkeypatch):
+    """A head 17 % larger than the template (docs/localization/large_heads*.json, case 0): from the rigid fit every
+    starting scale lands 17-22 mm off at 0.67, above the warning line; the similarity stage from the initial
+    alignment at the head's measured size finds it."""
+    from bundle.localization import registration
+
+    tpl = load_template()
+    case = make_case(tpl.image, np.random.default_rng(0), centre=BRAIN_CENTRE_LPS, deform_mm=4.0,
+                     gamma_range=(0.8, 1.25), scale_range=(1.12, 1.2))  # fmt: skip
+    truth = {s: true_centroid(case, atlas_label(s)) for s in SIDES}
+
+    def error_mm(reg):
+        return max(np.linalg.norm(np.array(reg.transform.TransformPoint(tpl.regions[s].centroid.tolist())) - truth[s])
+                   for s in SIDES)  # fmt: skip
+
+    reg = registration.register(case.image, tpl)
+    assert reg.similarity > registration.SETTLED_SIMILARITY and error_mm(reg) < MAX_ERROR_MM
+    assert abs(reg.head_scale - np.prod(case.params["scale"]) ** (1 / 3)) < 0.05
+    monkeypatch.setattr(registration, "head_scale", lambda *_: float("nan"))  # the head unmeasured: no such start
+    unmeasured = registration.register(case.image, tpl)
+    assert error_mm(unmeasured) > 10 and unmeasured.similarity < registration.SETTLED_SIMILARITY
+
+
 @pytest.mark.parametrize("seed", [3, 4])
 def test_head_scale_measures_the_heads_width_and_length_against_the_templates(seed):
     """A head made from the template at known per-axis scales, seen through its known rotation and shift: its

@@ -30,10 +30,11 @@ which is the direction the hippocampus boxes travel):
    (``localize`` raises); below :data:`GOOD_SIMILARITY` = 0.6 it is suspect (a warning). The score
    catches gross failures; it cannot tell a 5-10 mm error from an unusual brain.
 5. a score below :data:`SETTLED_SIMILARITY`: the similarity and affine stages again from the next of
-   :data:`START_SCALES`, whose result replaces the first if it settles (a scan that registers well at once
-   pays nothing), or if it scores higher and, unlike the first, has the scale of the head (:func:`head_scale`,
-   within :data:`HEAD_SCALE_TOLERANCE`): the template's brain fitted to the skull of a smaller head is larger
-   than the head allows.
+   :data:`START_SCALES`, then once more from the initial alignment (step 2) at the head's measured size
+   (:func:`head_scale`; a head much larger than the template can leave the rigid stage 20-40 mm off). A later fit
+   replaces the best so far if it settles (a scan that registers well at once pays nothing), or if it scores
+   higher and, unlike that one, has the scale of the head (within :data:`HEAD_SCALE_TOLERANCE`): the template's
+   brain fitted to the skull of a smaller head is larger than the head allows.
 """
 
 from __future__ import annotations
@@ -279,23 +280,29 @@ def _register(image: sitk.Image, template: Template | None, seed: int) -> Regist
     times["prepare"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    rigid = _initial(fixed, moving, mask, centre, seed)
+    initial = _initial(fixed, moving, mask, centre, seed)
     times["initialise"] = time.perf_counter() - t
 
     t = time.perf_counter()
+    rigid = sitk.Euler3DTransform(initial)
     _optimise(fixed, moving, mask, rigid, [4, 2], [4.0, 2.0], 2.0, seed)
     times["rigid"] = time.perf_counter() - t
 
     first, *others = START_SCALES
     best = _scaled_affine(fixed, moving, mask, rigid, first, template, seed)
-    for scale in others:
+    # then the other starting scales from the rigid fit, and last the head's measured size (None) from the initial
+    # alignment: a head much larger than the template can leave the rigid stage 20-40 mm off
+    for start, scale in [*((rigid, s) for s in others), (initial, None)]:
         if best.similarity >= SETTLED_SIMILARITY:
             break
         if "head" not in times:
             t = time.perf_counter()
             best.head_scale = head_scale(moving, rigid, template)
             times["head"] = time.perf_counter() - t
-        reg = replace(_scaled_affine(fixed, moving, mask, rigid, scale, template, seed), head_scale=best.head_scale)
+        if scale is None and not np.isfinite(best.head_scale):
+            continue
+        scale = best.head_scale if scale is None else scale
+        reg = replace(_scaled_affine(fixed, moving, mask, start, scale, template, seed), head_scale=best.head_scale)
         for step, seconds in reg.seconds.items():
             best.seconds[step] += seconds
         # a settled fit replaces the first, and so does a better-scoring one of the head's size where the first is not;

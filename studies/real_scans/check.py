@@ -75,7 +75,8 @@ def main() -> None:
         rows = {}
         for row in sorted(report.rows, key=lambda r: r["case"]):
             ok, why = verdict(row)
-            rows[row["case"]] = {k: row.get(k, "") for k in ("left_ml", "right_ml", "similarity", "confidence", "flag")}
+            keys = ("left_ml", "right_ml", "similarity", "confidence", "flag", "register_s")
+            rows[row["case"]] = {k: row.get(k, "") for k in keys}
             qc = row.get("qc", "")
             if qc:  # kept beside the results, named by model and scan
                 kept = Path(args.qc_out) / name / Path(qc).name
