@@ -72,9 +72,9 @@ class FinetuneSettings:
     def config_values(self) -> dict:
         return {self.prefix + k: v for k, v in asdict(self).items() if k != "prefix"}
 
-    def recipe(self, run: TrainingRun, randomize: float | None = None) -> dict:
+    def recipe(self, randomize: float) -> dict:
         own = {k: v for k, v in asdict(self).items() if k not in ("prefix", "val_interval")}
-        return {**own, "randomize": run.settings.randomize if randomize is None else randomize}
+        return {**own, "randomize": randomize}
 
 
 def refine_settings(
@@ -105,6 +105,11 @@ class FinetuneStage:
         self.context, self.settings, self.name = run, settings, name
         self.start_ckpt, self.out_ckpt, self.ann_ckpt = start_ckpt, out_ckpt, ann_ckpt
         self.start, self.conversion, self.randomize = start, conversion or ConversionSettings(), randomize
+
+    @property
+    def strength(self) -> float:
+        """This round's randomisation strength: its own, else the run's."""
+        return self.context.settings.randomize if self.randomize is None else self.randomize
 
     # ---- the network ----
     @cached_property
@@ -188,7 +193,7 @@ class FinetuneStage:
         return SupervisedTrainer(
             device=run.device,
             max_epochs=s.epochs,
-            train_data_loader=run.train_loader_with(self.randomize),
+            train_data_loader=run.train_loader_with(self.strength),
             network=MixedPrecision(distributed.ddp(network) if run.is_distributed else network, s.amp),
             optimizer=self.optimizer,
             loss_function=self.loss,
@@ -199,8 +204,7 @@ class FinetuneStage:
     # ---- the round ----
     def spec(self) -> dict:
         inputs = [self.start_ckpt] if self.start == "converted" else []
-        recipe = self.settings.recipe(self.context, self.randomize)
-        return {"inputs": inputs, "outputs": [self.out_ckpt], "settings": recipe}
+        return {"inputs": inputs, "outputs": [self.out_ckpt], "settings": self.settings.recipe(self.strength)}
 
     def run(self) -> None:
         """Fine-tune (nothing when ``epochs`` is 0; a finished round is skipped with ``--resume true``)."""
@@ -212,9 +216,8 @@ class FinetuneStage:
         run, s = self.context, self.settings
         run.seed()
         source = self.start_ckpt if self.start == "converted" else "random weights"
-        randomize = run.settings.randomize if self.randomize is None else self.randomize
         logger.info(f"[{self.name}] {source} -> {self.out_ckpt}: {s.epochs} epochs at T={s.timesteps}, "
-                    f"lr {s.learning_rate} {s.lr_schedule}, randomize {randomize}")  # fmt: skip
+                    f"lr {s.learning_rate} {s.lr_schedule}, randomize {self.strength}")  # fmt: skip
         resumable(
             self.trainer, run.path("resume", self.name), run.settings.resume, model=self.segmenter,
             optimizer=self.optimizer, lr_scheduler=self.lr_scheduler, ema=self.ema,
@@ -227,6 +230,6 @@ class FinetuneStage:
         record = {k: v for k, v in asdict(s).items() if k not in ("prefix", "val_interval", "amp", "surrogate_alpha")}
         record["restart_fresh_optimizer"] = as_bool(s.restart_fresh_optimizer, "finetune_restart_fresh_optimizer")
         record["learn_scales"] = as_bool(s.learn_scales, "finetune_learn_scales")
-        record["randomize"] = self.context.settings.randomize if self.randomize is None else self.randomize
+        record["randomize"] = self.strength
         save_finetuned(self.context.path("resume", self.name, "best.pt"), self.loaded[1], self.out_ckpt,
                        **record, best_val_mean_dice=state.best_metric, best_epoch=state.best_metric_epoch)  # fmt: skip

@@ -1,7 +1,7 @@
 """More fine-tuning rounds after ``refine``: the config's ``refine_rounds``, each from a checkpoint an earlier
 stage or round wrote, with its own settings and its own randomisation strength.
 
-The shipped SNNs were made by chains of such rounds (``docs/RESULTS.md``); ``configs/shipped_recipe.json``
+The shipped SNNs were made by chains of such rounds (``docs/RESULTS.md``); ``configs/shipped.json``
 lists them, so one ``training`` command makes the whole chain and ``--resume true`` continues it round by
 round. A round is one more :class:`~bundle.training.finetune_stage.FinetuneStage`: the ``refine`` round's
 settings with the round's own values over them. A round is written as::
