@@ -26,6 +26,7 @@ m=$out/models
 cat <<MSG
 Read docs/robustness/retrained.json and docs/real_scans_retrained.json; to ship:
   cp $m/model_ann.pt $m/model_snn_converted.pt $m/model_snn_finetuned.pt $m/model_snn_t2.pt models/
-  (new confidence floors: the JSON's confidence_p1_unshifted -> CONFIDENCE_FLOORS in bundle/inference/catalog.py)
+  (new confidence floors: the JSON's confidence_p1_unshifted -> CONFIDENCE_FLOORS and confidence_p1_coarse ->
+   COARSE_CONFIDENCE_FLOORS in bundle/inference/catalog.py)
   $python studies/model_card.py          # docs/results.json and every table made from it
 MSG

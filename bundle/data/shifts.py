@@ -16,7 +16,7 @@ from monai import transforms as mt
 
 from bundle.data.randomization import RandLowResolutiond, RandPipelineRescaled, RandThickSlicesd, RandZeroSlabd
 
-__all__ = ["SHIFTS", "apply_shift"]
+__all__ = ["COARSE_SHIFTS", "SHIFTS", "apply_shift"]
 
 
 def _unit(image: torch.Tensor) -> torch.Tensor:
@@ -69,6 +69,10 @@ SHIFTS: dict[str, tuple[str, Callable[[], mt.Transform]]] = {
         lambda: RandZeroSlabd(keys="image", prob=1.0, fraction=(0.15, 0.15)),
     ),
 }
+
+# the shifts that stand for a 2-3 mm acquisition: a scan like them is judged by its coarse confidence floor
+# (bundle.inference.confidence.COARSE_SCAN_MM)
+COARSE_SHIFTS = ("iso_2mm", "slices_3mm")
 
 
 def apply_shift(name: str, image: torch.Tensor, seed: int = 0) -> torch.Tensor:

@@ -8,6 +8,7 @@ load and run them (and import MONAI, 8 s). A new model is one entry here.
 
 __all__ = [
     "ADAPTIVE_RULES",
+    "COARSE_CONFIDENCE_FLOORS",
     "CONFIDENCE_FLOORS",
     "CPU_ONLY",
     "DESCRIPTIONS",
@@ -55,6 +56,11 @@ KERNELS = ("compiled", "eager")
 # other sites"; from 0.11.2: ann docs/robustness/refine_ann.json, ann_int8 int8_unshifted_0.11.2.json; from 0.11.3:
 # snn refine_snn_rate05.json, snn_t2 refine_snn_t2_lowlr.json). A --ckpt file takes its kind's floor.
 CONFIDENCE_FLOORS = {"snn": 0.965, "snn_t2": 0.964, "snn_converted": 0.841, "ann": 0.862, "ann_int8": 0.857}
+# the same for scans acquired at 2-3 mm (bundle.inference.confidence.floor_for): the 1st percentile over the same
+# cases put through the iso_2mm and slices_3mm shifts (studies/robustness.py, summary "confidence_p1_coarse"; from
+# 0.11.5: snn refine_snn_rate05.json, snn_t2 refine_snn_t2_lowlr.json, ann refine_ann.json). Models not measured
+# there keep their floor above.
+COARSE_CONFIDENCE_FLOORS = {"snn": 0.944, "snn_t2": 0.955, "ann": 0.808}
 # the same, mirrored (mirror): averaging two passes lowers confidence at the borders, the SNNs' most (with the floors
 # above, every mirrored SNN mask was flagged); studies/robustness.py --shifts none --mirror
 # (docs/robustness/mirrored_unshifted.json; from 0.11.2: ann, ann_int8 ann_mirrored_0.11.2.json; from 0.11.3: snn

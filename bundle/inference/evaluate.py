@@ -138,7 +138,7 @@ def evaluate_folder(
         raise InputError(f"{out}: cannot create the output folder ({e.strerror}).") from None
     segmenter = VolumeSegmenter(
         network, inferer, device, amp, localize, standardization=info.get("standardization", "percentile"),
-        confidence_floor=info.get("confidence_floor"),
+        confidence_floor=info.get("confidence_floor"), coarse_confidence_floor=info.get("coarse_confidence_floor"),
     )  # fmt: skip
     nifti_loader = LoadImage(image_only=True, ensure_channel_first=True)
 

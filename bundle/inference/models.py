@@ -13,7 +13,14 @@ import torch
 from torch import nn
 
 from bundle.errors import InputError
-from bundle.inference.catalog import CONFIDENCE_FLOORS, CPU_ONLY, MADE_BY, MIRRORED_CONFIDENCE_FLOORS, MODEL_FILES
+from bundle.inference.catalog import (
+    COARSE_CONFIDENCE_FLOORS,
+    CONFIDENCE_FLOORS,
+    CPU_ONLY,
+    MADE_BY,
+    MIRRORED_CONFIDENCE_FLOORS,
+    MODEL_FILES,
+)
 from bundle.networks import ConvertibleUNet
 from bundle.networks.checkpoint import input_record, load_weights
 from bundle.spiking.checkpoint import build, read
@@ -33,7 +40,7 @@ def _load_int8(path: Path) -> tuple[nn.Module, dict]:
         raise InputError(f"{path}: not an INT8 checkpoint of this bundle ({type(e).__name__}); "
                          "make one with scripts/quantize_ann.py.") from None  # fmt: skip
     info = {"model": "ann_int8", "checkpoint": str(path), "timesteps": 0, "neuron": "relu", "precision": "int8",
-            **input_record(saved), "confidence_floor": CONFIDENCE_FLOORS["ann_int8"]}  # fmt: skip
+            **input_record(saved), **floors("ann_int8")}  # fmt: skip
     return network, info
 
 
@@ -101,7 +108,7 @@ def load_model(
             raise InputError(f"{path}: not an ANN checkpoint of this bundle ({type(e).__name__}).") from None
         record = input_record(saved)
         return network, {"model": model, "checkpoint": str(path), "timesteps": 0, "neuron": "relu", **record,
-                         "confidence_floor": CONFIDENCE_FLOORS[model]}  # fmt: skip
+                         **floors(model)}  # fmt: skip
     ckpt = read(path, MADE_BY[model])  # read once; the graph is rebuilt from its settings
     try:
         snn, settings = build(ckpt, None, device)
@@ -121,10 +128,16 @@ def load_model(
         tolerance=float(tolerance),
     )
     info = {"model": model, "checkpoint": str(path), "timesteps": steps, "neuron": settings["neuron"],
-            **input_record(ckpt), "confidence_floor": CONFIDENCE_FLOORS[model]}  # fmt: skip
+            **input_record(ckpt), **floors(model)}  # fmt: skip
     if adaptive != "off":
         info.update(adaptive=adaptive, patience=int(patience), tolerance=float(tolerance))
     return network.to(device).eval(), info
+
+
+def floors(model: str) -> dict:
+    """The confidence floors a model's masks are judged by (:func:`bundle.inference.confidence.floor_for`)."""
+    return {"confidence_floor": CONFIDENCE_FLOORS[model],
+            "coarse_confidence_floor": COARSE_CONFIDENCE_FLOORS.get(model)}  # fmt: skip
 
 
 def mirrored(network: nn.Module, info: dict) -> tuple[nn.Module, dict]:
@@ -133,4 +146,6 @@ def mirrored(network: nn.Module, info: dict) -> tuple[nn.Module, dict]:
     from bundle.networks.mirroring import Mirrored
 
     floor = MIRRORED_CONFIDENCE_FLOORS.get(info.get("model", ""), info.get("confidence_floor"))
-    return Mirrored(network).eval(), {**info, "mirror": True, "confidence_floor": floor}
+    # no coarse floor: none was measured mirrored, and the mirrored floor is already the lower
+    return Mirrored(network).eval(), {**info, "mirror": True, "confidence_floor": floor,
+                                      "coarse_confidence_floor": None}  # fmt: skip

@@ -117,7 +117,7 @@ def segment_folder(
     images, out = prepare_folders(input_dir, output_dir)
     segmenter = VolumeSegmenter(
         network, inferer, device, amp, localize, qc, (info or {}).get("standardization", "percentile"),
-        (info or {}).get("confidence_floor"),
+        (info or {}).get("confidence_floor"), (info or {}).get("coarse_confidence_floor"),
     )  # fmt: skip
     model_sha = fingerprint(network, inferer, info or {}, amp, localize)
     table = ResultTable(out / "volumes.csv")

@@ -164,6 +164,7 @@ class InferenceSettings:
         return VolumeSegmenter(
             network, self.inferer(), device or self.resolved_device(), self.amp, self.localize, self.qc,
             info.get("standardization", "percentile"), info.get("confidence_floor"),
+            info.get("coarse_confidence_floor"),
         )  # fmt: skip
 
 

@@ -27,7 +27,7 @@ from torch import nn
 from bundle.data.standardization import DEFAULT_STANDARDIZATION
 from bundle.data.transforms import preprocessing
 from bundle.inference.catalog import LOCALIZE_MODES
-from bundle.inference.confidence import confidence
+from bundle.inference.confidence import confidence, floor_for
 from bundle.inference.inputs import load_image
 from bundle.localization import CROP_SIZE, GOOD_SIMILARITY, SIDES, field_of_view, from_nifti, localize, to_nifti
 from bundle.networks.precision import fast_bfloat16
@@ -150,7 +150,8 @@ class VolumeSegmenter:
     hippocampus is cut out as a Task04-like crop (RAS, 1 mm), segmented, and pasted back.
     ``standardization``: the model's input contract (``info["standardization"]`` of
     :func:`bundle.inference.models.load_model`); ``confidence_floor``: below it a mask is flagged
-    (``info["confidence_floor"]``; None: never for confidence).
+    (``info["confidence_floor"]``; None: never for confidence); ``coarse_confidence_floor``: the same for a scan
+    acquired at 2-3 mm (:func:`bundle.inference.confidence.floor_for`; None: ``confidence_floor``).
     """
 
     def __init__(
@@ -163,6 +164,7 @@ class VolumeSegmenter:
         qc: bool = False,
         standardization: str = DEFAULT_STANDARDIZATION,
         confidence_floor: float | None = None,
+        coarse_confidence_floor: float | None = None,
     ):
         self.network, self.inferer, self.device = network.eval(), inferer, torch.device(device)
         # mixed precision: float16 on CUDA, bfloat16 on CPU; SNN membranes stay float32 (see neurons)
@@ -173,7 +175,7 @@ class VolumeSegmenter:
         self._lock = threading.Lock()  # the SNN's membranes and the activity hooks are per-call state
         # the pipeline's pre-processing without its LoadImaged: every image is read once, by load_image
         self.pre = mt.Compose(preprocessing(["image"], standardization=standardization)[1:])
-        self.confidence_floor = confidence_floor
+        self.confidence_floor, self.coarse_confidence_floor = confidence_floor, coarse_confidence_floor
         self.post = mt.Compose(
             [
                 mt.Activationsd(keys="pred", softmax=True),
@@ -213,7 +215,8 @@ class VolumeSegmenter:
                 seconds["network"] = time.perf_counter() - t
                 seg = Segmentation(mask, {}, False, reason, seconds=seconds, confidence=sure)
                 seg.views = {"image": (data["image"][0].numpy(), ras_label)} if self.qc else {}
-        seg.confidence_floor = self.confidence_floor
+        spacing = image.header.get_zooms()[:3] if nifti else image.GetSpacing()[:3]  # as acquired, not resampled
+        seg.confidence_floor = floor_for(spacing, self.confidence_floor, self.coarse_confidence_floor)
         if monitor.windows:
             totals = monitor.totals()
             seg.activity = {k: totals[k] for k in ACTIVITY_FIELDS if k in totals}

@@ -1,0 +1,70 @@
+"""The flag that does not rely on volume (bundle/inference/confidence.py): the class map's confidence, and the floor a
+scan is judged by, which depends on the resolution it was acquired at."""
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+from bundle.inference.catalog import COARSE_CONFIDENCE_FLOORS, CONFIDENCE_FLOORS
+from bundle.inference.confidence import COARSE_SCAN_MM, confidence, floor_for
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_a_sharp_class_map_is_sure_and_a_spread_one_is_not():
+    sharp = torch.zeros(3, 8, 8, 8)
+    sharp[0] = 20.0  # background, certain
+    spread = sharp.clone()
+    sharp[1, 2:5, 2:5, 2:5] = 40.0  # hippocampus, certain
+    spread[0, 2:5, 2:5, 2:5] = 0.0  # every class as likely
+    assert confidence(sharp) == 1.0
+    assert confidence(spread) == 0.0
+    assert confidence(torch.zeros(3, 4, 4, 4).index_fill_(0, torch.tensor([0]), 9.0)) == 0.0  # none possible
+
+
+@pytest.mark.parametrize(
+    ("spacing", "coarse"),
+    [((1.0, 1.0, 1.0), False), ((1.5, 1.5, 1.5), False), ((2.0, 2.0, 2.0), True), ((2.0, 2.0, 3.0), True),
+     ((0.78, 0.78, 3.2), True), ((0.78, 0.78, 6.5), False), ((1.0, 1.0, 1.7), False)],
+)  # fmt: skip
+def test_a_scan_acquired_at_2_to_3_mm_takes_the_coarse_floor(spacing, coarse):
+    assert floor_for(spacing, 0.96, 0.94) == (0.94 if coarse else 0.96)
+    assert floor_for(spacing, 0.96, None) == 0.96  # a model measured at 1 mm only keeps its floor
+    assert floor_for(spacing, None, 0.94) is None  # no floor: never flagged for confidence
+
+
+def test_coarse_floors_are_measured_models_and_lower_than_their_1mm_floors():
+    assert COARSE_SCAN_MM[0] > 1.5 and COARSE_SCAN_MM[1] >= 3.0  # the shifts measured: 2 mm and 3 mm slices
+    assert set(COARSE_CONFIDENCE_FLOORS) <= set(CONFIDENCE_FLOORS)
+    assert all(COARSE_CONFIDENCE_FLOORS[m] < CONFIDENCE_FLOORS[m] for m in COARSE_CONFIDENCE_FLOORS)
+
+
+def test_the_loaded_models_carry_both_floors_and_a_mirrored_one_only_its_own():
+    from bundle.inference.models import load_model, mirrored
+
+    network, info = load_model("ann", device="cpu")
+    assert info["confidence_floor"] == CONFIDENCE_FLOORS["ann"]
+    assert info["coarse_confidence_floor"] == COARSE_CONFIDENCE_FLOORS["ann"]
+    assert mirrored(network, info)[1]["coarse_confidence_floor"] is None
+
+
+@pytest.mark.parametrize(("zooms", "floor"), [((1.0, 1.0, 1.0), 1.01), ((2.0, 2.0, 3.0), 0.0)])
+def test_a_file_at_2x2x3_mm_is_judged_by_the_coarse_floor_through_the_batch_pipeline(tmp_path, zooms, floor):
+    """Real NIfTI files through the segmenter that the CLI, the bundle run and the Label app use: the same
+    image content at 1 mm is flagged by an unreachable 1 mm floor; at 2x2x3 mm the coarse floor (0) applies."""
+    from bundle.inference.inferers import make_inferer
+    from bundle.inference.volume import VolumeSegmenter
+    from bundle.networks import ConvertibleUNet
+
+    torch.manual_seed(0)
+    shape = np.round(np.array([36, 48, 36]) / np.array(zooms)).astype(int)
+    data = np.random.default_rng(0).normal(100, 20, shape).astype(np.float32)
+    path = tmp_path / "scan.nii.gz"
+    nib.save(nib.Nifti1Image(data, np.diag([*zooms, 1.0])), path)
+    segmenter = VolumeSegmenter(ConvertibleUNet(3, 1, 3, (4, 8, 16, 32)), make_inferer(3, [48, 64, 48]),
+                                localize="off", confidence_floor=1.01, coarse_confidence_floor=0.0)  # fmt: skip
+    seg = segmenter(path)
+    assert seg.confidence_floor == floor
+    unsure = [f for f in seg.flags() if f.startswith("network unsure")]
+    assert bool(unsure) == (floor > 1.0), seg.flags()
