@@ -68,3 +68,19 @@ def test_a_file_at_2x2x3_mm_is_judged_by_the_coarse_floor_through_the_batch_pipe
     assert seg.confidence_floor == floor
     unsure = [f for f in seg.flags() if f.startswith("network unsure")]
     assert bool(unsure) == (floor > 1.0), seg.flags()
+
+
+def test_a_scan_coarser_than_any_measured_is_flagged_whatever_its_confidence(tmp_path):
+    from bundle.inference.inferers import make_inferer
+    from bundle.inference.volume import VolumeSegmenter
+    from bundle.networks import ConvertibleUNet
+
+    torch.manual_seed(0)
+    path = tmp_path / "thick.nii.gz"
+    data = np.random.default_rng(0).normal(100, 20, (36, 48, 8)).astype(np.float32)
+    nib.save(nib.Nifti1Image(data, np.diag([1.0, 1.0, 4.5, 1.0])), path)
+    segmenter = VolumeSegmenter(ConvertibleUNet(3, 1, 3, (4, 8, 16, 32)), make_inferer(3, [48, 64, 48]),
+                                localize="off", confidence_floor=0.0)  # fmt: skip
+    seg = segmenter(path)
+    assert seg.acquired_mm == (1.0, 1.0, 4.5)
+    assert "voxels up to 4.5 mm: coarser than the 3 mm the models are measured on" in seg.flags()

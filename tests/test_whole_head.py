@@ -122,7 +122,7 @@ def test_a_task04_crop_takes_auto_without_registration_and_gives_the_same_mask(t
 @pytest.fixture(scope="module")
 def whole_head(tmp_path_factory):
     """A whole head from the shipped (2 mm) template: rotated, shifted, resampled to 1.5 mm in LPS order,
-    with a bias field and noise; and a noise volume of the same size that is no head at all."""
+    with a bias field and noise; a noise volume of the same size that is no head at all, and one in 6.5 mm slices."""
     root = tmp_path_factory.mktemp("head")
     template = load_template().image
     case = make_case(template, np.random.default_rng(3), orientation="LPS", spacing_range=(1.5, 1.5),
@@ -133,6 +133,9 @@ def whole_head(tmp_path_factory):
     noisy = sitk.GetImageFromArray(noise.astype(np.float32))
     noisy.CopyInformation(case.image)
     sitk.WriteImage(noisy, str(root / "in" / "noise.nii.gz"))
+    thick = sitk.GetImageFromArray(np.random.default_rng(1).random((24, 200, 200)).astype(np.float32))
+    thick.SetSpacing((0.9, 0.9, 6.5))  # a clinical scan's slices, nothing the template fits either
+    sitk.WriteImage(thick, str(root / "in" / "thick.nii.gz"))
     start = time.perf_counter()
     status = main(["segment", str(root / "in"), str(root / "out"), "--model", "ann", "--quiet", "--qc"])
     return root, status, time.perf_counter() - start
@@ -162,6 +165,11 @@ def test_an_image_the_template_does_not_fit_is_one_line_and_the_batch_goes_on(wh
     assert rows["noise"]["status"] == "failed"
     assert rows["noise"]["message"].startswith(f"{root / 'in' / 'noise.nii.gz'}: the brain template does not fit")
     assert not (root / "out" / "noise.nii.gz").exists()
+    assert rows["noise"]["message"].endswith("is it a whole-head T1-weighted MRI?")
+    # a scan coarser than any measured is told so, rather than asked whether it is a head
+    assert rows["thick"]["status"] == "failed"
+    assert rows["thick"]["message"].endswith("its voxels are up to 6.5 mm, coarser than the 3 mm this bundle is "
+                                             "measured on")  # fmt: skip
 
 
 def test_evaluate_reads_nrrd_mha_and_dicom_pairs(formats, task04, tmp_path):

@@ -29,7 +29,17 @@ from bundle.data.transforms import preprocessing
 from bundle.inference.catalog import LOCALIZE_MODES
 from bundle.inference.confidence import confidence, floor_for
 from bundle.inference.inputs import load_image
-from bundle.localization import CROP_SIZE, GOOD_SIMILARITY, SIDES, field_of_view, from_nifti, localize, to_nifti
+from bundle.localization import (
+    COARSEST_MEASURED_MM,
+    CROP_SIZE,
+    GOOD_SIMILARITY,
+    SIDES,
+    coarser_than_measured,
+    field_of_view,
+    from_nifti,
+    localize,
+    to_nifti,
+)
 from bundle.networks.precision import fast_bfloat16
 from bundle.options import as_bool, one_of
 from bundle.spiking.activity import ActivityMonitor
@@ -92,6 +102,7 @@ class Segmentation:
     similarity: float | None = None  # registration score (localised only)
     confidence: float | None = None  # the class map's (lowest side's) confidence, see bundle.inference.confidence
     confidence_floor: float | None = None  # the model's: below it the mask is flagged
+    acquired_mm: tuple | None = None  # the input's voxel size as acquired (its header), before any resampling
     sides: dict = field(default_factory=dict)  # {"left"/"right": {"anterior_mm3", "posterior_mm3"}}
     seconds: dict = field(default_factory=dict)  # read, register, network, ...
     views: dict = field(default_factory=dict)  # for the QC picture: {name: (image, mask)} RAS arrays
@@ -102,6 +113,9 @@ class Segmentation:
         flags = []
         if self.similarity is not None and self.similarity < GOOD_SIMILARITY:
             flags.append(f"registration poor (similarity {self.similarity:.2f} < {GOOD_SIMILARITY:.2f})")
+        if self.acquired_mm is not None and coarser_than_measured(self.acquired_mm):
+            flags.append(f"voxels up to {max(self.acquired_mm):.1f} mm: coarser than the {COARSEST_MEASURED_MM:.0f} mm "
+                         "the models are measured on")  # fmt: skip
         floor = self.confidence_floor
         if self.confidence is not None and floor is not None and self.confidence < floor:
             flags.append(
@@ -217,6 +231,7 @@ class VolumeSegmenter:
                 seg.views = {"image": (data["image"][0].numpy(), ras_label)} if self.qc else {}
         spacing = image.header.get_zooms()[:3] if nifti else image.GetSpacing()[:3]  # as acquired, not resampled
         seg.confidence_floor = floor_for(spacing, self.confidence_floor, self.coarse_confidence_floor)
+        seg.acquired_mm = tuple(round(float(v), 3) for v in spacing)
         if monitor.windows:
             totals = monitor.totals()
             seg.activity = {k: totals[k] for k in ACTIVITY_FIELDS if k in totals}

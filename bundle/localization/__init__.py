@@ -22,11 +22,19 @@ from bundle.localization.crops import (
     template_axes,
     to_nifti,
 )
-from bundle.localization.localize import MIN_COVERAGE, Localization, localize, read_image
+from bundle.localization.localize import (
+    COARSEST_MEASURED_MM,
+    MIN_COVERAGE,
+    Localization,
+    coarser_than_measured,
+    localize,
+    read_image,
+)
 from bundle.localization.registration import GOOD_SIMILARITY, MIN_SIMILARITY, Registration, register, similarity
 from bundle.localization.template import SIDES, Template, atlas_label, load_template
 
 __all__ = [
+    "COARSEST_MEASURED_MM",
     "CROP_MAX_MM",
     "CROP_SIZE",
     "FRAMES",
@@ -41,6 +49,7 @@ __all__ = [
     "Registration",
     "Template",
     "atlas_label",
+    "coarser_than_measured",
     "crop_box",
     "field_of_view",
     "from_nifti",

@@ -33,9 +33,18 @@ from bundle.localization.crops import (
 from bundle.localization.registration import GOOD_SIMILARITY, MIN_SIMILARITY, Registration, register
 from bundle.localization.template import SIDES, Template, load_template
 
-__all__ = ["MIN_COVERAGE", "Localization", "localize", "read_image"]
+__all__ = ["COARSEST_MEASURED_MM", "MIN_COVERAGE", "Localization", "coarser_than_measured", "localize", "read_image"]
 
 MIN_COVERAGE = 0.5  # a crop less than half inside the image: that hippocampus is not in the field of view
+# the coarsest voxels the registration and the models were measured on (the benchmark's 3 mm slices): a coarser
+# scan that the template does not fit is told so, and one it does fit is flagged (bundle.inference.volume)
+COARSEST_MEASURED_MM = 3.0
+
+
+def coarser_than_measured(spacing_mm) -> bool:
+    """Whether a scan's largest voxel side exceeds :data:`COARSEST_MEASURED_MM` by more than a quarter of a mm (the
+    slack of the 2-3 mm confidence floor, :data:`bundle.inference.confidence.COARSE_SCAN_MM`)."""
+    return max(float(s) for s in spacing_mm) > COARSEST_MEASURED_MM + 0.25
 
 
 @dataclass
@@ -97,9 +106,14 @@ def localize(
     reg = register(image, template)
     seconds["register"] = time.perf_counter() - t
     if reg.similarity < min_similarity:
+        spacing = image.GetSpacing()[:3]
+        why = "is it a whole-head T1-weighted MRI?"
+        if coarser_than_measured(spacing):
+            why = (f"its voxels are up to {max(spacing):.1f} mm, coarser than the {COARSEST_MEASURED_MM:.0f} mm "
+                   "this bundle is measured on")  # fmt: skip
         raise InputError(
             f"{name}: the brain template does not fit this image (similarity {reg.similarity:.2f} < "
-            f"{min_similarity:.2f}); is it a whole-head T1-weighted MRI?"
+            f"{min_similarity:.2f}); {why}"
         )
     boxes = {}
     pitch = TASK04_PITCH_DEG if frame == "task04" else 0.0
