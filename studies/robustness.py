@@ -146,8 +146,8 @@ def main() -> None:
         floor = models_by_label[label][2].get("confidence_floor")
         # a 2-3 mm scan is judged by its own floor (bundle.inference.confidence.floor_for); the shifted crops keep
         # the 1 mm header, so the floor each shift would meet is picked here by the shift's acquisition
-        coarse_floor = models_by_label[label][2].get("coarse_confidence_floor") or floor
-        floors = {s: coarse_floor if s in COARSE_SHIFTS else floor for s in shifts}
+        coarse_floor = models_by_label[label][2].get("coarse_confidence_floor")  # None: not measured, the 1 mm one
+        floors = {s: coarse_floor if s in COARSE_SHIFTS and coarse_floor is not None else floor for s in shifts}
         coarse = [c for s in COARSE_SHIFTS if s in shifts for c in confidences[s]]
         all_cases = [(c["confidence"], (c["anterior"] + c["posterior"]) / 2, s)
                      for s in shifts for c in results["dice"][s][label]["cases"]]  # fmt: skip

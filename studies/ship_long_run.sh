@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # The long retraining of issues 31/32, from resume to the figures: runs (or resumes) `training` with
 # configs/shipped.json, the run list that made the shipped models (stage 1, conversion, stage 3 at T=4 and the
-# refine round without randomisation, as in 0.9; then the T=3 and T=2 chains of randomised refine rounds), refines
-# the stage-1 ANN as the shipped one was (studies/refine_ann.sh: 10 epochs at randomisation 0.5), then scores the new
-# models on the validation split under every named shift and on the real public heads, writing JSONs beside the
-# shipped models' ones. Copying the models into models/ is left to a person who has read those JSONs (the last
-# lines print the commands).
+# refine round without randomisation, as in 0.9; then the T=3 and T=2 chains of refine rounds, each at its own
+# randomisation), refines the stage-1 ANN as the shipped one was (studies/refine_ann.sh: 10 epochs at randomisation
+# 0.5), then scores the new models on the validation split under every named shift and on the real public heads,
+# writing JSONs beside the shipped models' ones. Copying the models into models/ is left to a person who has read
+# those JSONs (the last lines print the commands).
 #   studies/ship_long_run.sh [OUT] [CODE]      (CODE: the checkout that trains; default this one)
 # About 4 h alone on the 2-core CPU; stop it at any time and run it again: finished stages and rounds are skipped,
 # a half-done one continues from its last epoch.

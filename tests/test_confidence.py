@@ -49,25 +49,60 @@ def test_the_loaded_models_carry_both_floors_and_a_mirrored_one_only_its_own():
     assert mirrored(network, info)[1]["coarse_confidence_floor"] is None
 
 
-@pytest.mark.parametrize(("zooms", "floor"), [((1.0, 1.0, 1.0), 1.01), ((2.0, 2.0, 3.0), 0.0)])
-def test_a_file_at_2x2x3_mm_is_judged_by_the_coarse_floor_through_the_batch_pipeline(tmp_path, zooms, floor):
-    """Real NIfTI files through the segmenter that the CLI, the bundle run and the Label app use: the same
-    image content at 1 mm is flagged by an unreachable 1 mm floor; at 2x2x3 mm the coarse floor (0) applies."""
+def _scan(path, zooms, kind: str = "nifti"):
+    """A noise volume of a 36x48x36 mm field of view at voxel size ``zooms``; ``kind`` "pixdim_1": a NIfTI whose
+    pixdim says 1 mm where its affine (what MONAI's reader and the localisation use) says ``zooms``; "nrrd"."""
+    shape = tuple(int(v) for v in np.round(np.array([36, 48, 36]) / np.array(zooms)))
+    data = np.random.default_rng(0).normal(100, 20, shape).astype(np.float32)
+    if kind == "nrrd":
+        import SimpleITK as sitk
+
+        image = sitk.GetImageFromArray(data.transpose(2, 1, 0).copy())
+        image.SetSpacing([float(z) for z in zooms])
+        sitk.WriteImage(image, str(path))
+        return path
+    header = nib.Nifti1Header()
+    header.set_data_shape(shape)
+    header.set_data_dtype(np.float32)
+    header.set_sform(np.diag([*zooms, 1.0]), code=2)
+    header.set_qform(None, code=0)
+    header.set_zooms((1.0, 1.0, 1.0) if kind == "pixdim_1" else zooms)
+    nib.save(nib.Nifti1Image(data, None, header), path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("zooms", "kind", "floor"),
+    [((1.0, 1.0, 1.0), "nifti", 1.01), ((2.0, 2.0, 3.0), "nifti", 0.0), ((2.0, 2.0, 3.0), "pixdim_1", 0.0),
+     ((2.0, 2.0, 3.0), "nrrd", 0.0)],
+)  # fmt: skip
+def test_a_file_at_2x2x3_mm_is_judged_by_the_coarse_floor(tmp_path, zooms, kind, floor):
+    """Real files through the segmenter that the CLI, the bundle run and the Label app use: the same content at
+    1 mm is flagged by an unreachable 1 mm floor; at 2x2x3 mm (by the NIfTI's affine, whatever its pixdim says; by
+    an NRRD's spacing) the coarse floor (0) applies."""
     from bundle.inference.inferers import make_inferer
     from bundle.inference.volume import VolumeSegmenter
     from bundle.networks import ConvertibleUNet
 
     torch.manual_seed(0)
-    shape = np.round(np.array([36, 48, 36]) / np.array(zooms)).astype(int)
-    data = np.random.default_rng(0).normal(100, 20, shape).astype(np.float32)
-    path = tmp_path / "scan.nii.gz"
-    nib.save(nib.Nifti1Image(data, np.diag([*zooms, 1.0])), path)
+    path = _scan(tmp_path / ("scan.nrrd" if kind == "nrrd" else "scan.nii.gz"), zooms, kind)
     segmenter = VolumeSegmenter(ConvertibleUNet(3, 1, 3, (4, 8, 16, 32)), make_inferer(3, [48, 64, 48]),
                                 localize="off", confidence_floor=1.01, coarse_confidence_floor=0.0)  # fmt: skip
     seg = segmenter(path)
     assert seg.confidence_floor == floor
     unsure = [f for f in seg.flags() if f.startswith("network unsure")]
     assert bool(unsure) == (floor > 1.0), seg.flags()
+
+
+def test_every_path_that_builds_the_segmenter_hands_it_both_floors():
+    """InferenceSettings.segmenter serves the bundle run, the cohort workers and the Label app."""
+    from bundle.inference.settings import InferenceSettings
+
+    settings = InferenceSettings.from_config(model="ann", device="cpu")
+    network, info = settings.load()
+    segmenter = settings.segmenter(network, info)
+    assert segmenter.confidence_floor == CONFIDENCE_FLOORS["ann"]
+    assert segmenter.coarse_confidence_floor == COARSE_CONFIDENCE_FLOORS["ann"]
 
 
 def test_a_scan_coarser_than_any_measured_is_flagged_whatever_its_confidence(tmp_path):

@@ -10,7 +10,7 @@ Its typical level is the model's own (an SNN's membrane read-out is sharper than
 ``volumes.csv`` flags a mask whose confidence falls below its model's floor: the 1st percentile of that model's
 confidences on the unshifted validation cases (:data:`bundle.inference.catalog.CONFIDENCE_FLOORS`), about one
 in a hundred in-distribution crops. A scan acquired at 2-3 mm reads less sharply even when its mask is as good as
-that resolution allows (at the 1 mm floor a third of the validation crops put through a 2 mm or 3 mm acquisition
+that resolution allows (at the 1 mm floor 7-49 % of the validation crops put through a 2 mm or 3 mm acquisition
 were flagged, at Dice 0.85), so such a scan is judged by the floor measured on those crops
 (:data:`bundle.inference.catalog.COARSE_CONFIDENCE_FLOORS`, :func:`floor_for`).
 """

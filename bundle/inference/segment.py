@@ -115,9 +115,10 @@ def segment_folder(
     folder, an unreadable ``volumes.csv``). Several processes, GPUs or machines: :mod:`bundle.inference.cohort`.
     """
     images, out = prepare_folders(input_dir, output_dir)
+    record = info or {}
     segmenter = VolumeSegmenter(
-        network, inferer, device, amp, localize, qc, (info or {}).get("standardization", "percentile"),
-        (info or {}).get("confidence_floor"), (info or {}).get("coarse_confidence_floor"),
+        network, inferer, device, amp, localize, qc, standardization=record.get("standardization", "percentile"),
+        confidence_floor=record.get("confidence_floor"), coarse_confidence_floor=record.get("coarse_confidence_floor"),
     )  # fmt: skip
     model_sha = fingerprint(network, inferer, info or {}, amp, localize)
     table = ResultTable(out / "volumes.csv")

@@ -229,7 +229,8 @@ class VolumeSegmenter:
                 seconds["network"] = time.perf_counter() - t
                 seg = Segmentation(mask, {}, False, reason, seconds=seconds, confidence=sure)
                 seg.views = {"image": (data["image"][0].numpy(), ras_label)} if self.qc else {}
-        spacing = image.header.get_zooms()[:3] if nifti else image.GetSpacing()[:3]  # as acquired, not resampled
+        # as stored, before resampling; NIfTI's from its affine, as MONAI's reader and the localisation take it
+        spacing = nib.affines.voxel_sizes(image.affine)[:3] if nifti else image.GetSpacing()[:3]
         seg.confidence_floor = floor_for(spacing, self.confidence_floor, self.coarse_confidence_floor)
         seg.acquired_mm = tuple(round(float(v), 3) for v in spacing)
         if monitor.windows:

