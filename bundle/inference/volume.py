@@ -102,7 +102,7 @@ class Segmentation:
     similarity: float | None = None  # registration score (localised only)
     confidence: float | None = None  # the class map's (lowest side's) confidence, see bundle.inference.confidence
     confidence_floor: float | None = None  # the model's: below it the mask is flagged
-    acquired_mm: tuple | None = None  # the input's voxel size as acquired (its header), before any resampling
+    acquired_mm: tuple | None = None  # the input's voxel size as stored (NIfTI affine, or spacing), before resampling
     sides: dict = field(default_factory=dict)  # {"left"/"right": {"anterior_mm3", "posterior_mm3"}}
     seconds: dict = field(default_factory=dict)  # read, register, network, ...
     views: dict = field(default_factory=dict)  # for the QC picture: {name: (image, mask)} RAS arrays
